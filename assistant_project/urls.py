@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from assistant_project.accounts import api as account_api
+from assistant_project.accounts import views as account_views
+
+from . import health
+
+handler400 = "assistant_project.api_errors.handler400"
+handler403 = "assistant_project.api_errors.handler403"
+handler404 = "assistant_project.api_errors.handler404"
+handler500 = "assistant_project.api_errors.handler500"
+
+urlpatterns = [
+    path("", account_views.home, name="home"),
+    path("health", health.health, name="health"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/api-keys/", account_views.api_keys, name="api_keys"),
+    path("accounts/api-keys/<int:key_id>/revoke/", account_views.revoke_api_key, name="revoke_api_key"),
+    path("admin/", admin.site.urls),
+    path("api/v1/me", account_api.me, name="api-me"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

@@ -1,0 +1,1 @@
+"""Models of the audio app (see its issue)."""

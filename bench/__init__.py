@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures beside a baseline run side by side (not tests)."""

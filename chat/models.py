@@ -1,0 +1,1 @@
+"""Models of the chat app (see its issue)."""

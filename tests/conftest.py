@@ -1,0 +1,132 @@
+"""Fixtures every test module can use: personas, the fake provider, a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.factories import PASSWORD, UserFactory
+from tests.fake_provider import FakeProvider
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collected_static(django_db_blocker: Any) -> None:
+    """Pages are rendered with the production static storage (hashed names), as in deployment."""
+    from django.core.management import call_command
+
+    with django_db_blocker.unblock():
+        call_command("collectstatic", "--noinput", verbosity=0)
+
+
+# Personas: alice and bob are ordinary users, charlie is staff. Cross-user tests use alice and bob.
+@pytest.fixture
+def alice(db: None) -> Any:
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob(db: None) -> Any:
+    return UserFactory(username="bob")
+
+
+@pytest.fixture
+def charlie(db: None) -> Any:
+    return UserFactory(username="charlie", is_staff=True, is_superuser=True)
+
+
+def _client_for(user: Any) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice: Any) -> Client:
+    return _client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob: Any) -> Client:
+    return _client_for(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie: Any) -> Client:
+    return _client_for(charlie)
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[FakeProvider]:
+    with FakeProvider() as server:
+        yield server
+
+
+@pytest.fixture
+def provider(fake_provider: FakeProvider) -> Iterator[FakeProvider]:
+    """The fake provider with its request log and behaviour overrides cleared for this test."""
+    fake_provider.reset()
+    yield fake_provider
+    fake_provider.reset()
+
+
+def database_url_for_tests() -> str:
+    """The URL of the database the tests run against (pytest-django's test_ copy)."""
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+class WorkerProcess:
+    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.process = process
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_worker(tmp_path: Path, extra_env: dict[str, str] | None = None) -> WorkerProcess:
+    """A real Celery worker process, consuming from the test Redis, writing to the test database."""
+    log_path = tmp_path / "worker.log"
+    env = {**os.environ, "DATABASE_URL": database_url_for_tests(), **(extra_env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "assistant_project", "worker", "--pool", "solo", "--loglevel", "INFO"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    worker = WorkerProcess(process, log_path)
+    deadline = time.monotonic() + 60
+    while "ready." not in worker.log():
+        if process.poll() is not None or time.monotonic() > deadline:
+            worker.stop()
+            raise RuntimeError(f"the Celery worker did not start:\n{worker.log()}")
+        time.sleep(0.1)
+    return worker
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[WorkerProcess]:
+    worker = start_worker(tmp_path)
+    yield worker
+    worker.stop()
