@@ -14,6 +14,7 @@ This module must not import Django: it runs before settings can be loaded.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
 import secrets
@@ -272,13 +273,17 @@ def embedded_services(var_dir: Path) -> Iterator[dict[str, str]]:
             postgres.stop()
 
 
-def persistent_secret(var_dir: Path, name: str) -> str:
-    """A random secret generated once and kept in var/, so sessions survive a restart."""
+def new_fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def persistent_secret(var_dir: Path, name: str, *, fernet_key: bool = False) -> str:
+    """A random secret generated once and kept in var/, so sessions and stored keys survive a restart."""
     path = var_dir / name
     if path.exists():
         return path.read_text().strip()
     var_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(50)
+    value = new_fernet_key() if fernet_key else secrets.token_urlsafe(50)
     path.write_text(value)
     path.chmod(0o600)
     return value
@@ -303,6 +308,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     base_env.setdefault("VAR_DIR", str(var_dir))
     if not base_env.get("SECRET_KEY"):
         base_env["SECRET_KEY"] = persistent_secret(var_dir, "secret_key")
+    if not base_env.get("ENCRYPTION_KEYS"):
+        base_env["ENCRYPTION_KEYS"] = persistent_secret(var_dir, "encryption_key", fernet_key=True)
     base_env.setdefault("PYTHONUNBUFFERED", "1")
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -368,6 +375,7 @@ def cmd_with_services(args: argparse.Namespace) -> int:
         with embedded_services(base) as service_env:
             env = {**os.environ, **service_env, "VAR_DIR": str(base / "var")}
             env.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+            env.setdefault("ENCRYPTION_KEYS", new_fernet_key())
             return subprocess.run(command, env=env, check=False).returncode
     except Stop:
         return 1

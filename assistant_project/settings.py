@@ -5,6 +5,8 @@ Parsing is strict: a malformed value stops start-up with a message naming the va
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,25 @@ if not SECRET_KEY:
             "or set DEBUG=true for local development."
         )
     SECRET_KEY = "insecure-debug-only-key"  # noqa: S105 - only reachable with DEBUG on
+
+# Provider API keys are encrypted with these (Fernet keys, comma-separated, newest first); never
+# with SECRET_KEY, so that one leaking does not expose the other.
+ENCRYPTION_KEYS = _list("ENCRYPTION_KEYS", [])
+for _key in ENCRYPTION_KEYS:
+    try:
+        if len(base64.urlsafe_b64decode(_key.encode())) != 32:
+            raise ValueError
+    except (ValueError, binascii.Error):
+        raise ImproperlyConfigured(
+            "ENCRYPTION_KEYS must hold Fernet keys (32 url-safe base64-encoded bytes), comma-separated"
+        ) from None
+if not ENCRYPTION_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "ENCRYPTION_KEYS is not set. It encrypts provider API keys at rest; generate one with "
+        '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.'
+    )
+if SECRET_KEY in ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("ENCRYPTION_KEYS must not contain SECRET_KEY")
 
 ALLOWED_HOSTS = _list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
@@ -207,6 +228,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "assistant")
 
 HEALTH_CHECK_TIMEOUT = _int("HEALTH_CHECK_TIMEOUT", 2, minimum=1)
+# Deployment health is judged on the calls of this many recent seconds.
+HEALTH_WINDOW = _int("HEALTH_WINDOW", 900, minimum=60)
+# Seconds between periodic probes of deployments (0 turns them off). Paid providers are probed only
+# when an operator turns probing on for the deployment.
+PROBE_INTERVAL = _int("PROBE_INTERVAL", 300, minimum=0)
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
+if PROBE_INTERVAL:
+    CELERY_BEAT_SCHEDULE["probe-deployments"] = {"task": "providers.probe_deployments", "schedule": PROBE_INTERVAL}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -242,6 +271,13 @@ LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_secrets": {"()": "providers.redaction.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # LiteLLM's loggers carry their own handlers; the gateway removes them so that every line
+        # goes through the redaction filter above.
+        name: {"level": "ERROR", "propagate": True}
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+    },
 }

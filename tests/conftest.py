@@ -16,6 +16,7 @@ from django.test import Client
 
 from tests.factories import PASSWORD, UserFactory
 from tests.fake_provider import FakeProvider
+from tests.llm import LLMSetup, clear_router_state
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +28,20 @@ def collected_static(django_db_blocker: Any) -> None:
 
     with django_db_blocker.unblock():
         call_command("collectstatic", "--noinput", verbosity=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_stray_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Worker threads (asyncio.to_thread, sync_to_async) keep their own database connections; end
+    them before the test database is dropped."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 # Personas: alice and bob are ordinary users, charlie is staff. Cross-user tests use alice and bob.
@@ -78,6 +93,15 @@ def provider(fake_provider: FakeProvider) -> Iterator[FakeProvider]:
     fake_provider.reset()
     yield fake_provider
     fake_provider.reset()
+
+
+@pytest.fixture
+def llm(provider: FakeProvider, transactional_db: None) -> Iterator[LLMSetup]:
+    """Providers on the fake provider, committed (other threads and processes see them), with fresh
+    router state; add deployments with ``llm.deployment(group, behaviour)``."""
+    clear_router_state()
+    yield LLMSetup(provider)
+    clear_router_state()
 
 
 def database_url_for_tests() -> str:

@@ -10,6 +10,8 @@ model name contains         behaviour
 ``rate-limit-retry``        HTTP 429 with ``Retry-After: 1``
 ``rate-limit``              HTTP 429 without Retry-After
 ``auth-error``              HTTP 401
+``echo-key``                HTTP 401 whose message repeats the Authorization header, as real
+                            providers echo (part of) a wrong key; for secret-scrubbing tests
 ``timeout``                 sleeps ``hang_seconds`` (default 30) before answering
 ``context-length``          HTTP 400 "maximum context length" error
 ``content-policy``          HTTP 400 "rejected as a result of the safety system" error
@@ -159,6 +161,7 @@ class FakeProvider:
             "rate-limit-retry",
             "rate-limit",
             "auth-error",
+            "echo-key",
             "timeout",
             "context-length",
             "content-policy",
@@ -238,6 +241,8 @@ def _handler_for(fake: FakeProvider) -> type[BaseHTTPRequestHandler]:
                 self._error(429, "Rate limit reached for requests.", "rate_limit_error")
             elif behaviour == "auth-error":
                 self._error(401, "Incorrect API key provided.", "invalid_request_error")
+            elif behaviour == "echo-key":
+                self._error(401, f"Incorrect API key provided: {self.headers.get('Authorization')}.", "auth_error")
             elif behaviour == "context-length":
                 self._error(
                     400,
