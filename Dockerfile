@@ -22,6 +22,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY --chown=app:app . .
 # collectstatic needs settings to load, not to connect: placeholder values, used only here.
 RUN SECRET_KEY=collectstatic-only DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
+    ENCRYPTION_KEYS=$(python -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())") \
     python manage.py collectstatic --noinput \
     && mkdir -p /app/var/media && chown -R app:app /app/var
 

@@ -349,7 +349,10 @@ def _serve(
         python, "-m", "uvicorn", "assistant_project.asgi:application", "--host", host, "--port", port,
         "--lifespan", "off", "--timeout-graceful-shutdown", "5",
     ]  # fmt: skip
-    worker = [python, "-m", "celery", "-A", "assistant_project", "worker", "--loglevel", "INFO"]
+    # One process here, so the worker also runs the beat scheduler (compose runs a separate one).
+    schedule = Path(env["VAR_DIR"]) / "celerybeat-schedule"
+    worker = [python, "-m", "celery", "-A", "assistant_project", "worker", "--beat", "--schedule", str(schedule),
+              "--loglevel", "INFO"]  # fmt: skip
     for name, command in (("web", web), ("worker", worker)):
         children.append((name, subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)))
     log(f"serving on http://{host}:{port}/ (Ctrl-C stops everything)")

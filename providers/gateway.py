@@ -21,13 +21,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
     from analytics.models import LLMCall
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 CHECK_INTERVAL = 1.0  # seconds between looks at the configuration version
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
@@ -77,9 +81,22 @@ CHAT_PARAMS = frozenset(
 )
 EMBEDDING_PARAMS = frozenset({"dimensions", "encoding_format", "user"})
 PROVIDER_PARAMS = frozenset(
-    {"api_base", "base_url", "api_key", "api_version", "headers", "extra_headers", "custom_llm_provider",
-     "organization", "timeout", "model_list", "metadata", "litellm_params", "mock_response"}
-)  # fmt: skip
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "headers",
+        "extra_headers",
+        "custom_llm_provider",
+        "organization",
+        "timeout",
+        "model_list",
+        "metadata",
+        "litellm_params",
+        "mock_response",
+    }
+)
 
 # Where each kind of provider's models live in LiteLLM, when the model string has no prefix.
 KIND_PREFIX = {
@@ -312,6 +329,15 @@ class CallContext:
 
     app: str
     user_id: int | None = None
+
+
+CALL_TYPES: dict[str, str] = {
+    DeploymentMode.CHAT: "chat",
+    DeploymentMode.EMBEDDING: "embedding",
+    DeploymentMode.RERANK: "rerank",
+    DeploymentMode.TRANSCRIPTION: "transcription",
+    DeploymentMode.SPEECH: "speech",
+}
 
 
 # --- LiteLLM and the Router ---------------------------------------------------------------------
@@ -700,6 +726,25 @@ class _Call:
             )
         return outcome
 
+    def abandoned(self) -> CallOutcome:
+        """The caller went away before the answer came (a cancelled non-streamed call)."""
+        outcome = self.outcome
+        outcome.attempts = _failed_attempts(self.state, _failures.take(self.trace_id))
+        outcome.latency_ms = self.elapsed_ms()
+        outcome.attempts.append(
+            Attempt(
+                None,
+                outcome.requested_group,
+                "",
+                "",
+                "abandoned",
+                "ClientDisconnected",
+                "The caller stopped waiting for the answer.",
+                outcome.latency_ms,
+            )
+        )
+        return outcome
+
     def failed(self, exc: BaseException) -> GatewayError:
         if isinstance(exc, GatewayError):
             _failures.take(self.trace_id)
@@ -771,39 +816,138 @@ def _text_tokens(litellm: Any, model: str, text: str) -> int:
         return len(text) // 4
 
 
+# --- The gateway's event loop -------------------------------------------------------------------
+
+
+class _GatewayLoop:
+    """One event-loop thread per process runs every LiteLLM call, sync and async callers alike.
+
+    The Router keeps loop-bound state (HTTP client pools, its Redis client), some routing strategies
+    (cost-based, lar1) only exist on its async path, and its async failure callbacks are what tell us
+    about each attempt. Running everything on one loop gives all callers (uvicorn's loop, Celery's
+    threads, a test's fresh loop) the same behaviour. Started lazily, again after a fork.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and self._pid == os.getpid():
+            return loop
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                started = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(started.set)
+                    loop.run_forever()
+
+                threading.Thread(target=run, name="gateway-loop", daemon=True).start()
+                started.wait()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run on the gateway loop and wait, from a thread that is not running it."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.get())
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # e.g. a Celery time limit interrupting the wait
+            raise
+
+    async def arun(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Await on the gateway loop from any other loop; cancelling the caller cancels the call."""
+        loop = self.get()
+        if asyncio.get_running_loop() is loop:
+            return await coroutine
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, loop))
+
+
+_loop = _GatewayLoop()
+
+
+async def _invoke(call: _Call, method: str, **kwargs: Any) -> Any:
+    return await getattr(call.state.router, method)(**kwargs, **call.kwargs)
+
+
+def _call(
+    state: _RouterState,
+    group: str,
+    mode: str,
+    method: str,
+    kwargs: dict[str, Any],
+    to_result: Callable[[_Call, Any], R],
+    context: CallContext,
+) -> R:
+    _check_group(state, group, mode)
+    call = _Call(state, group, CALL_TYPES[mode])
+    try:
+        result = to_result(call, _loop.run(_invoke(call, method, model=group, **kwargs)))
+    except Exception as exc:
+        error = call.failed(exc)
+        _record(call.outcome, context)
+        raise error from None
+    _record(result.outcome, context)  # type: ignore[attr-defined]
+    return result
+
+
+async def _acall(
+    state: _RouterState,
+    group: str,
+    mode: str,
+    method: str,
+    kwargs: dict[str, Any],
+    to_result: Callable[[_Call, Any], R],
+    context: CallContext,
+) -> R:
+    _check_group(state, group, mode)
+    call = _Call(state, group, CALL_TYPES[mode])
+    try:
+        result = to_result(call, await _loop.arun(_invoke(call, method, model=group, **kwargs)))
+    except asyncio.CancelledError:
+        await asyncio.shield(_arecord(call.abandoned(), context))
+        raise
+    except Exception as exc:
+        error = call.failed(exc)
+        await _arecord(call.outcome, context)
+        raise error from None
+    await _arecord(result.outcome, context)  # type: ignore[attr-defined]
+    return result
+
+
 # --- Entry points: chat -------------------------------------------------------------------------
 
 
 def chat(group: str, messages: list[dict[str, Any]], *, context: CallContext, **params: Any) -> ChatResult:
     params = _check_params(params, CHAT_PARAMS)
-    state = _current_state()
-    _check_group(state, group, DeploymentMode.CHAT)
-    call = _Call(state, group, "chat")
-    try:
-        response = state.router.completion(model=group, messages=messages, **params, **call.kwargs)
-        result = _chat_result(call, response)
-    except Exception as exc:
-        error = call.failed(exc)
-        _record(call.outcome, context)
-        raise error from None
-    _record(result.outcome, context)
-    return result
+    return _call(
+        _current_state(),
+        group,
+        DeploymentMode.CHAT,
+        "acompletion",
+        {"messages": messages, **params},
+        _chat_result,
+        context,
+    )
 
 
 async def achat(group: str, messages: list[dict[str, Any]], *, context: CallContext, **params: Any) -> ChatResult:
     params = _check_params(params, CHAT_PARAMS)
-    state = await _acurrent_state()
-    _check_group(state, group, DeploymentMode.CHAT)
-    call = _Call(state, group, "chat")
-    try:
-        response = await state.router.acompletion(model=group, messages=messages, **params, **call.kwargs)
-        result = _chat_result(call, response)
-    except Exception as exc:
-        error = call.failed(exc)
-        await _arecord(call.outcome, context)
-        raise error from None
-    await _arecord(result.outcome, context)
-    return result
+    return await _acall(
+        await _acurrent_state(),
+        group,
+        DeploymentMode.CHAT,
+        "acompletion",
+        {"messages": messages, **params},
+        _chat_result,
+        context,
+    )
 
 
 class _StreamState:
@@ -819,6 +963,7 @@ class _StreamState:
         self.first_token_at: float | None = None
         self.finish_reason: str | None = None
         self.prior_attempts: list[Attempt] | None = None
+        self.result: ChatResult | None = None
 
     @property
     def text(self) -> str:
@@ -842,8 +987,8 @@ class _StreamState:
         if delta:
             if self.first_token_at is None:
                 self.first_token_at = time.perf_counter()
-                # Attempts that failed before the stream started belong to this call; failures
-                # LiteLLM reports after this point are the stream's own and are recorded below.
+                # Attempts that failed before the stream started belong to this call; a failure
+                # LiteLLM reports after this point is the stream's own and is recorded separately.
                 self.prior_attempts = _failed_attempts(self.call.state, _failures.take(self.call.trace_id, close=False))
             self.parts.append(delta)
         return delta
@@ -872,7 +1017,8 @@ class _StreamState:
         return ChatResult(text=self.text, finish_reason=self.finish_reason, outcome=outcome)
 
     def ended_early(self, status: str, error: BaseException | None = None) -> CallOutcome:
-        """A stream that broke (status failure) or that the client abandoned (status abandoned)."""
+        """A stream that broke (status failure) or that the client abandoned (status abandoned).
+        LiteLLM records nothing for an abandoned stream: its usage is estimated from the text."""
         call = self.call
         prior = self.prior_attempts or []
         _failures.take(call.trace_id)
@@ -906,6 +1052,65 @@ def _stream_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return {**params, "stream": True, "stream_options": {"include_usage": True}}
 
 
+async def _stream_core(stream_state: _StreamState, params: dict[str, Any]) -> AsyncIterator[str]:
+    """The stream itself, on the gateway loop: text deltas out, errors typed, nothing recorded."""
+    call = stream_state.call
+    try:
+        response = await _invoke(
+            call,
+            "acompletion",
+            model=call.outcome.requested_group,
+            messages=stream_state.messages,
+            **_stream_kwargs(params),
+        )
+    except Exception as exc:
+        raise call.failed(exc) from None
+    try:
+        async for chunk in response:
+            delta = stream_state.take(chunk)
+            if delta:
+                yield delta
+    except (asyncio.CancelledError, GeneratorExit):
+        await _close_quietly(response)
+        raise
+    except Exception as exc:
+        if not stream_state.parts:
+            raise call.failed(exc) from None
+        outcome = stream_state.ended_early("failure", exc)
+        raise StreamInterrupted(
+            "The provider's stream broke off; the partial answer was kept.", stream_state.text, outcome
+        ) from None
+    stream_state.result = stream_state.finished()
+
+
+async def _pump(core: AsyncIterator[str], put: Callable[[str, Any], None]) -> None:
+    """Drive a stream on the gateway loop, handing each event to the consumer's queue."""
+    try:
+        async for delta in core:
+            put("delta", delta)
+    except asyncio.CancelledError:
+        put("cancelled", None)
+        raise
+    except BaseException as exc:
+        put("error", exc)
+    else:
+        put("done", None)
+
+
+async def _close_quietly(response: Any) -> None:
+    closer = getattr(response, "aclose", None)
+    if closer is None:
+        return
+    try:
+        await closer()
+    except Exception:  # the upstream connection may already be gone
+        logger.debug("gateway: closing an abandoned stream failed", exc_info=True)
+
+
+TERMINAL = frozenset({"done", "error", "cancelled"})
+ABANDON_WAIT = 5.0  # seconds to wait for an abandoned stream's upstream call to close
+
+
 class ChatStream:
     """An async stream of text deltas. After it ends, ``result`` holds the full ChatResult.
 
@@ -920,64 +1125,71 @@ class ChatStream:
         self.context = context
         self.params = _check_params(params, CHAT_PARAMS)
         self.result: ChatResult | None = None
-        self.partial_text = ""
-        self._generator: AsyncIterator[str] | None = None
+        self._state: _StreamState | None = None
+        self._generator: AsyncGenerator[str, None] | None = None
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    @property
+    def partial_text(self) -> str:
+        return self._state.text if self._state is not None else ""
+
+    @property
+    def served_by(self) -> DeploymentInfo | None:
+        """The deployment streaming the answer, once the first chunk has arrived."""
+        return _deployment_for(self._state.call.state, self._state.model_id) if self._state is not None else None
+
+    def __aiter__(self) -> AsyncGenerator[str, None]:
         if self._generator is None:
             self._generator = self._run()
         return self._generator
 
     async def aclose(self) -> None:
         if self._generator is not None:
-            await self._generator.aclose()  # type: ignore[attr-defined]
+            await self._generator.aclose()
 
-    async def _run(self) -> AsyncIterator[str]:
+    async def _run(self) -> AsyncGenerator[str, None]:
         state = await _acurrent_state()
         _check_group(state, self.group, DeploymentMode.CHAT)
-        call = _Call(state, self.group, "chat")
-        stream_state = _StreamState(call, self.messages)
+        stream_state = self._state = _StreamState(_Call(state, self.group, "chat"), self.messages)
+        here = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def put(kind: str, value: Any) -> None:
+            here.call_soon_threadsafe(events.put_nowait, (kind, value))
+
+        pump = asyncio.run_coroutine_threadsafe(_pump(_stream_core(stream_state, self.params), put), _loop.get())
         try:
-            response = await state.router.acompletion(
-                model=self.group, messages=self.messages, **_stream_kwargs(self.params), **call.kwargs
-            )
-        except Exception as exc:
-            error = call.failed(exc)
-            await _arecord(call.outcome, self.context)
-            raise error from None
-        try:
-            async for chunk in response:
-                delta = stream_state.take(chunk)
-                self.partial_text = stream_state.text
-                if delta:
-                    yield delta
+            while True:
+                kind, value = await events.get()
+                if kind == "delta":
+                    yield value
+                    continue
+                if kind == "error":
+                    if isinstance(value, GatewayError) and value.outcome is not None:
+                        await _arecord(value.outcome, self.context)
+                    raise value
+                break
         except (asyncio.CancelledError, GeneratorExit):
-            outcome = stream_state.ended_early("abandoned")
-            await asyncio.shield(_arecord(outcome, self.context))
-            await _close_quietly(response)
+            await asyncio.shield(self._abandon(pump, events))
             raise
-        except Exception as exc:
-            if not stream_state.parts:
-                error = call.failed(exc)
-                await _arecord(call.outcome, self.context)
-                raise error from None
-            outcome = stream_state.ended_early("failure", exc)
-            await _arecord(outcome, self.context)
-            raise StreamInterrupted(
-                "The provider's stream broke off; the partial answer was kept.", stream_state.text, outcome
-            ) from None
-        self.result = stream_state.finished()
-        await _arecord(self.result.outcome, self.context)
+        self.result = stream_state.result
+        if self.result is not None:
+            await _arecord(self.result.outcome, self.context)
 
-
-async def _close_quietly(response: Any) -> None:
-    closer = getattr(response, "aclose", None)
-    if closer is None:
-        return
-    try:
-        await closer()
-    except Exception:  # the upstream connection may already be gone
-        logger.debug("gateway: closing an abandoned stream failed", exc_info=True)
+    async def _abandon(self, pump: Any, events: asyncio.Queue[tuple[str, Any]]) -> None:
+        pump.cancel()
+        kind = ""
+        try:
+            async with asyncio.timeout(ABANDON_WAIT):
+                while kind not in TERMINAL:
+                    kind, _ = await events.get()
+        except TimeoutError:
+            logger.warning("gateway: an abandoned stream did not close within %s s", ABANDON_WAIT)
+        assert self._state is not None
+        if kind == "done" and self._state.result is not None:
+            self.result = self._state.result  # it finished just as the client left
+            await _arecord(self.result.outcome, self.context)
+        elif kind != "error":
+            await _arecord(self._state.ended_early("abandoned"), self.context)
 
 
 def astream_chat(group: str, messages: list[dict[str, Any]], *, context: CallContext, **params: Any) -> ChatStream:
@@ -991,35 +1203,36 @@ def stream_chat(
     params = _check_params(params, CHAT_PARAMS)
     state = _current_state()
     _check_group(state, group, DeploymentMode.CHAT)
-    call = _Call(state, group, "chat")
-    stream_state = _StreamState(call, messages)
+    stream_state = _StreamState(_Call(state, group, "chat"), messages)
+    events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    pump = asyncio.run_coroutine_threadsafe(
+        _pump(_stream_core(stream_state, params), lambda kind, value: events.put((kind, value))), _loop.get()
+    )
     try:
-        response = state.router.completion(model=group, messages=messages, **_stream_kwargs(params), **call.kwargs)
-    except Exception as exc:
-        error = call.failed(exc)
-        _record(call.outcome, context)
-        raise error from None
-    try:
-        for chunk in response:
-            delta = stream_state.take(chunk)
-            if delta:
-                yield delta
+        while True:
+            kind, value = events.get()
+            if kind == "delta":
+                yield value
+                continue
+            if kind == "error":
+                if isinstance(value, GatewayError) and value.outcome is not None:
+                    _record(value.outcome, context)
+                raise value
+            break
     except GeneratorExit:
-        _record(stream_state.ended_early("abandoned"), context)
+        pump.cancel()
+        deadline = time.monotonic() + ABANDON_WAIT
+        while kind not in TERMINAL and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                kind, _ = events.get(timeout=max(0.01, deadline - time.monotonic()))
+        if kind == "done" and stream_state.result is not None:
+            _record(stream_state.result.outcome, context)
+        elif kind != "error":
+            _record(stream_state.ended_early("abandoned"), context)
         raise
-    except Exception as exc:
-        if not stream_state.parts:
-            error = call.failed(exc)
-            _record(call.outcome, context)
-            raise error from None
-        outcome = stream_state.ended_early("failure", exc)
-        _record(outcome, context)
-        raise StreamInterrupted(
-            "The provider's stream broke off; the partial answer was kept.", stream_state.text, outcome
-        ) from None
-    result = stream_state.finished()
-    _record(result.outcome, context)
-    return result
+    assert stream_state.result is not None
+    _record(stream_state.result.outcome, context)
+    return stream_state.result
 
 
 # --- Entry points: embeddings, rerank, audio ----------------------------------------------------
@@ -1035,33 +1248,28 @@ def _embedding_result(call: _Call, response: Any) -> EmbeddingResult:
 
 def embed(group: str, texts: list[str], *, context: CallContext, **params: Any) -> EmbeddingResult:
     params = _check_params(params, EMBEDDING_PARAMS)
-    state = _current_state()
-    _check_group(state, group, DeploymentMode.EMBEDDING)
-    call = _Call(state, group, "embedding")
-    try:
-        result = _embedding_result(call, state.router.embedding(model=group, input=texts, **params, **call.kwargs))
-    except Exception as exc:
-        error = call.failed(exc)
-        _record(call.outcome, context)
-        raise error from None
-    _record(result.outcome, context)
-    return result
+    return _call(
+        _current_state(),
+        group,
+        DeploymentMode.EMBEDDING,
+        "aembedding",
+        {"input": texts, **params},
+        _embedding_result,
+        context,
+    )
 
 
 async def aembed(group: str, texts: list[str], *, context: CallContext, **params: Any) -> EmbeddingResult:
     params = _check_params(params, EMBEDDING_PARAMS)
-    state = await _acurrent_state()
-    _check_group(state, group, DeploymentMode.EMBEDDING)
-    call = _Call(state, group, "embedding")
-    try:
-        response = await state.router.aembedding(model=group, input=texts, **params, **call.kwargs)
-        result = _embedding_result(call, response)
-    except Exception as exc:
-        error = call.failed(exc)
-        await _arecord(call.outcome, context)
-        raise error from None
-    await _arecord(result.outcome, context)
-    return result
+    return await _acall(
+        await _acurrent_state(),
+        group,
+        DeploymentMode.EMBEDDING,
+        "aembedding",
+        {"input": texts, **params},
+        _embedding_result,
+        context,
+    )
 
 
 def _rerank_result(call: _Call, response: Any) -> RerankResult:
@@ -1076,35 +1284,29 @@ def _rerank_result(call: _Call, response: Any) -> RerankResult:
 def rerank(
     group: str, query: str, documents: list[str], *, context: CallContext, top_n: int | None = None
 ) -> RerankResult:
-    state = _current_state()
-    _check_group(state, group, DeploymentMode.RERANK)
-    call = _Call(state, group, "rerank")
-    try:
-        response = state.router.rerank(model=group, query=query, documents=documents, top_n=top_n, **call.kwargs)
-        result = _rerank_result(call, response)
-    except Exception as exc:
-        error = call.failed(exc)
-        _record(call.outcome, context)
-        raise error from None
-    _record(result.outcome, context)
-    return result
+    return _call(
+        _current_state(),
+        group,
+        DeploymentMode.RERANK,
+        "arerank",
+        {"query": query, "documents": documents, "top_n": top_n},
+        _rerank_result,
+        context,
+    )
 
 
 async def arerank(
     group: str, query: str, documents: list[str], *, context: CallContext, top_n: int | None = None
 ) -> RerankResult:
-    state = await _acurrent_state()
-    _check_group(state, group, DeploymentMode.RERANK)
-    call = _Call(state, group, "rerank")
-    try:
-        response = await state.router.arerank(model=group, query=query, documents=documents, top_n=top_n, **call.kwargs)
-        result = _rerank_result(call, response)
-    except Exception as exc:
-        error = call.failed(exc)
-        await _arecord(call.outcome, context)
-        raise error from None
-    await _arecord(result.outcome, context)
-    return result
+    return await _acall(
+        await _acurrent_state(),
+        group,
+        DeploymentMode.RERANK,
+        "arerank",
+        {"query": query, "documents": documents, "top_n": top_n},
+        _rerank_result,
+        context,
+    )
 
 
 def _transcription_result(call: _Call, response: Any) -> TranscriptionResult:
@@ -1125,44 +1327,39 @@ def _transcription_result(call: _Call, response: Any) -> TranscriptionResult:
     )
 
 
+def _transcription_kwargs(audio: bytes, filename: str, language: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"file": (filename, audio), "response_format": "verbose_json"}
+    if language:
+        kwargs["language"] = language
+    return kwargs
+
+
 def transcribe(
     group: str, audio: bytes, filename: str, *, context: CallContext, language: str | None = None
 ) -> TranscriptionResult:
-    state = _current_state()
-    _check_group(state, group, DeploymentMode.TRANSCRIPTION)
-    call = _Call(state, group, "transcription")
-    extra = {"language": language} if language else {}
-    try:
-        response = state.router.transcription(
-            model=group, file=(filename, audio), response_format="verbose_json", **extra, **call.kwargs
-        )
-        result = _transcription_result(call, response)
-    except Exception as exc:
-        error = call.failed(exc)
-        _record(call.outcome, context)
-        raise error from None
-    _record(result.outcome, context)
-    return result
+    return _call(
+        _current_state(),
+        group,
+        DeploymentMode.TRANSCRIPTION,
+        "atranscription",
+        _transcription_kwargs(audio, filename, language),
+        _transcription_result,
+        context,
+    )
 
 
 async def atranscribe(
     group: str, audio: bytes, filename: str, *, context: CallContext, language: str | None = None
 ) -> TranscriptionResult:
-    state = await _acurrent_state()
-    _check_group(state, group, DeploymentMode.TRANSCRIPTION)
-    call = _Call(state, group, "transcription")
-    extra = {"language": language} if language else {}
-    try:
-        response = await state.router.atranscription(
-            model=group, file=(filename, audio), response_format="verbose_json", **extra, **call.kwargs
-        )
-        result = _transcription_result(call, response)
-    except Exception as exc:
-        error = call.failed(exc)
-        await _arecord(call.outcome, context)
-        raise error from None
-    await _arecord(result.outcome, context)
-    return result
+    return await _acall(
+        await _acurrent_state(),
+        group,
+        DeploymentMode.TRANSCRIPTION,
+        "atranscription",
+        _transcription_kwargs(audio, filename, language),
+        _transcription_result,
+        context,
+    )
 
 
 SPEECH_CONTENT_TYPES = {
@@ -1175,52 +1372,45 @@ SPEECH_CONTENT_TYPES = {
 }
 
 
-def _speech_result(call: _Call, response: Any, text: str, response_format: str) -> SpeechResult:
-    hidden = _hidden(response)
-    outcome = call.succeeded(hidden.get("model_id"), Usage(characters=len(text)), hidden.get("response_cost"))
-    audio = response.content if hasattr(response, "content") else bytes(response)
-    content_type = SPEECH_CONTENT_TYPES.get(response_format, "application/octet-stream")
-    if audio[:4] == b"RIFF":
-        content_type = "audio/wav"
-    return SpeechResult(audio=audio, content_type=content_type, outcome=outcome)
+def _speech_result_for(text: str, response_format: str) -> Callable[[_Call, Any], SpeechResult]:
+    def to_result(call: _Call, response: Any) -> SpeechResult:
+        hidden = _hidden(response)
+        outcome = call.succeeded(hidden.get("model_id"), Usage(characters=len(text)), hidden.get("response_cost"))
+        audio = response.content if hasattr(response, "content") else bytes(response)
+        content_type = SPEECH_CONTENT_TYPES.get(response_format, "application/octet-stream")
+        if audio[:4] == b"RIFF":
+            content_type = "audio/wav"
+        return SpeechResult(audio=audio, content_type=content_type, outcome=outcome)
+
+    return to_result
 
 
 def speak(
     group: str, text: str, *, context: CallContext, voice: str = "alloy", response_format: str = "mp3"
 ) -> SpeechResult:
-    state = _current_state()
-    _check_group(state, group, DeploymentMode.SPEECH)
-    call = _Call(state, group, "speech")
-    try:
-        response = state.router.speech(
-            model=group, input=text, voice=voice, response_format=response_format, **call.kwargs
-        )
-        result = _speech_result(call, response, text, response_format)
-    except Exception as exc:
-        error = call.failed(exc)
-        _record(call.outcome, context)
-        raise error from None
-    _record(result.outcome, context)
-    return result
+    return _call(
+        _current_state(),
+        group,
+        DeploymentMode.SPEECH,
+        "aspeech",
+        {"input": text, "voice": voice, "response_format": response_format},
+        _speech_result_for(text, response_format),
+        context,
+    )
 
 
 async def aspeak(
     group: str, text: str, *, context: CallContext, voice: str = "alloy", response_format: str = "mp3"
 ) -> SpeechResult:
-    state = await _acurrent_state()
-    _check_group(state, group, DeploymentMode.SPEECH)
-    call = _Call(state, group, "speech")
-    try:
-        response = await state.router.aspeech(
-            model=group, input=text, voice=voice, response_format=response_format, **call.kwargs
-        )
-        result = _speech_result(call, response, text, response_format)
-    except Exception as exc:
-        error = call.failed(exc)
-        await _arecord(call.outcome, context)
-        raise error from None
-    await _arecord(result.outcome, context)
-    return result
+    return await _acall(
+        await _acurrent_state(),
+        group,
+        DeploymentMode.SPEECH,
+        "aspeech",
+        {"input": text, "voice": voice, "response_format": response_format},
+        _speech_result_for(text, response_format),
+        context,
+    )
 
 
 # --- Operators' tools ---------------------------------------------------------------------------
@@ -1241,14 +1431,16 @@ def probe_deployment(deployment: Deployment, *, app: str = "probe", user_id: int
     params.pop("rpm", None)
     params.pop("tpm", None)
     params.pop("weight", None)
+    params.setdefault("max_retries", 0)  # one call: the probe measures the provider, not the retries
     started = time.perf_counter()
     info = _info(deployment)
     outcome = CallOutcome(trace_id=uuid.uuid4().hex, requested_group=deployment.model_group, call_type=deployment.mode)
     timeout = min(30.0, RouterSettings.load().timeout)
     try:
         if deployment.mode == DeploymentMode.CHAT:
-            response = litellm.completion(messages=[{"role": "user", "content": "ping"}], max_tokens=1,
-                                          timeout=timeout, **params)  # fmt: skip
+            response = litellm.completion(
+                messages=[{"role": "user", "content": "ping"}], max_tokens=1, timeout=timeout, **params
+            )
             outcome.usage = _chat_usage(response)
         elif deployment.mode == DeploymentMode.EMBEDDING:
             response = litellm.embedding(input=["ping"], timeout=timeout, **params)

@@ -83,8 +83,15 @@ PRICE_FIELDS = (
     "output_cost_per_character",
     "cost_per_query",
 )
-ROUTER_FIELDS = ("routing_strategy", "num_retries", "retry_policy", "timeout", "stream_timeout", "allowed_fails",
-                 "cooldown_time")  # fmt: skip
+ROUTER_FIELDS = (
+    "routing_strategy",
+    "num_retries",
+    "retry_policy",
+    "timeout",
+    "stream_timeout",
+    "allowed_fails",
+    "cooldown_time",
+)
 FALLBACK_KEYS = {
     "fallbacks": FallbackKind.GENERAL,
     "context_window_fallbacks": FallbackKind.CONTEXT_WINDOW,

@@ -61,6 +61,8 @@ def test_compose_services_and_variables_agree_with_settings() -> None:
         assert "@db:5432/" in env["DATABASE_URL"]
         assert env["REDIS_URL"].startswith("redis://redis:6379")
         assert str(env["DEBUG"]).lower() == "false"
+    assert "beat" in services["beat"]["command"] and "replicas" not in services["beat"].get("deploy", {})
+    assert "ENCRYPTION_KEYS" in services["web"]["environment"]
     assert "media" in " ".join(services["web"]["volumes"])
     assert "media" in " ".join(services["worker"]["volumes"])
 
