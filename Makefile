@@ -13,6 +13,15 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --disable-pip-version-check --progress-bar on -r requirements.txt
 	@touch $(STAMP)
 
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work offline).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	@echo "Installing Chromium from Debian for the browser tests (once)..."
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
 install: $(STAMP)
 
 run: $(STAMP)
@@ -21,7 +30,7 @@ run: $(STAMP)
 # mypy's Django plugin loads the settings, which need these set (nothing connects to them).
 MYPY_ENV := DEBUG=true DATABASE_URL=postgres://mypy@localhost/mypy REDIS_URL=redis://localhost:6379/0
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(MYPY_ENV) $(VENV)/bin/mypy

@@ -227,6 +227,10 @@ CELERY_WORKER_CONCURRENCY = _int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "assistant")
 
+# Chat: the longest message accepted, and the longest an answer may stream.
+CHAT_MAX_MESSAGE_CHARS = _int("CHAT_MAX_MESSAGE_CHARS", 32000, minimum=1)
+CHAT_STREAM_MAX_SECONDS = _int("CHAT_STREAM_MAX_SECONDS", 600, minimum=10)
+
 HEALTH_CHECK_TIMEOUT = _int("HEALTH_CHECK_TIMEOUT", 2, minimum=1)
 # Deployment health is judged on the calls of this many recent seconds.
 HEALTH_WINDOW = _int("HEALTH_WINDOW", 900, minimum=60)

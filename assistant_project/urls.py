@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from assistant_project.accounts import api as account_api
 from assistant_project.accounts import views as account_views
+from chat import api as chat_api
 
 from . import health
 
@@ -21,7 +22,16 @@ urlpatterns = [
     path("accounts/api-keys/", account_views.api_keys, name="api_keys"),
     path("accounts/api-keys/<int:key_id>/revoke/", account_views.revoke_api_key, name="revoke_api_key"),
     path("admin/", admin.site.urls),
+    path("chat/", include("chat.urls")),
     path("api/v1/me", account_api.me, name="api-me"),
+    path("api/v1/chat/conversations", chat_api.conversations, name="api-chat-conversations"),
+    path("api/v1/chat/conversations/<int:conversation_id>", chat_api.conversation, name="api-chat-conversation"),
+    path("api/v1/chat/conversations/<int:conversation_id>/messages", chat_api.messages, name="api-chat-messages"),
+    path(
+        "api/v1/chat/conversations/<int:conversation_id>/messages/stream",
+        chat_api.stream_messages,
+        name="api-chat-stream",
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1125,6 +1125,7 @@ class ChatStream:
         self.context = context
         self.params = _check_params(params, CHAT_PARAMS)
         self.result: ChatResult | None = None
+        self.abandoned: CallOutcome | None = None  # set when the consumer stopped early
         self._state: _StreamState | None = None
         self._generator: AsyncGenerator[str, None] | None = None
 
@@ -1189,7 +1190,8 @@ class ChatStream:
             self.result = self._state.result  # it finished just as the client left
             await _arecord(self.result.outcome, self.context)
         elif kind != "error":
-            await _arecord(self._state.ended_early("abandoned"), self.context)
+            self.abandoned = self._state.ended_early("abandoned")
+            await _arecord(self.abandoned, self.context)
 
 
 def astream_chat(group: str, messages: list[dict[str, Any]], *, context: CallContext, **params: Any) -> ChatStream:
@@ -1502,3 +1504,51 @@ def cooldowns(deployment_ids: list[int]) -> set[int]:
 def model_groups(mode: str = DeploymentMode.CHAT) -> list[str]:
     """Enabled model groups of a mode, from the database (no LiteLLM import)."""
     return Deployment.objects.group_names(mode)
+
+
+# --- Context windows ----------------------------------------------------------------------------
+
+MESSAGE_OVERHEAD_TOKENS = 4  # role and separators, per message, as OpenAI counts them
+
+
+def count_tokens(text: str, model: str = "") -> int:
+    """Tokens in a text, by LiteLLM's tokenizer for the model (tiktoken's cl100k by default)."""
+    return _text_tokens(_import_litellm(), model, text)
+
+
+def context_budget(group: str) -> int | None:
+    """Input tokens a request to this group may hold: the smallest context window among its
+    deployments, less the output they may write; None when no deployment declares a window."""
+    state = _current_state()
+    budgets = [
+        info.context_window - (info.max_output_tokens or 0)
+        for info in state.deployments.values()
+        if info.model_group == group and info.context_window
+    ]
+    return max(1, min(budgets)) if budgets else None
+
+
+def fit_messages(group: str, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The messages that fit the group's context window, and how many were left out.
+
+    System messages and the last message are always kept; the oldest others go first. A request
+    still too long after that is sent as is, so that a context-window fallback can take it.
+    """
+    budget = context_budget(group)
+    if budget is None:
+        return messages, 0
+    litellm = _import_litellm()
+    model = next((info.model for info in _current_state().deployments.values() if info.model_group == group), "")
+    sizes = [_text_tokens(litellm, model, str(m.get("content") or "")) + MESSAGE_OVERHEAD_TOKENS for m in messages]
+    total = sum(sizes)
+    keep = [True] * len(messages)
+    dropped = 0
+    for index, message in enumerate(messages[:-1]):
+        if total <= budget:
+            break
+        if message.get("role") == "system":
+            continue
+        keep[index] = False
+        total -= sizes[index]
+        dropped += 1
+    return [message for message, kept in zip(messages, keep, strict=True) if kept], dropped

@@ -154,3 +154,78 @@ def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[WorkerProc
     worker = start_worker(tmp_path)
     yield worker
     worker.stop()
+
+
+class AsgiServer:
+    """The app under uvicorn, as in production, against the test database."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        self.process = process
+        self.port = port
+        self.log_path = log_path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_asgi_server(tmp_path: Path, extra_env: dict[str, str] | None = None) -> AsgiServer:
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    log_path = tmp_path / "uvicorn.log"
+    env = {**os.environ, "DATABASE_URL": database_url_for_tests(), **(extra_env or {})}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "assistant_project.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    server = AsgiServer(process, port, log_path)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{server.url}/accounts/login/", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"uvicorn did not start:\n{server.log()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[AsgiServer]:
+    server = start_asgi_server(tmp_path)
+    yield server
+    server.stop()

@@ -55,6 +55,8 @@ class RecordedRequest:
     body: bytes
     json: Any = None
     form: dict[str, Any] = field(default_factory=dict)
+    received_at: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None  # when the whole answer had been written (time.monotonic())
 
     @property
     def model(self) -> str | None:
@@ -102,6 +104,11 @@ def audio_duration(data: bytes) -> float:
         return round(len(data) / 16000, 2)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many concurrent connections (benchmarks, load tests)
+
+
 class FakeProvider:
     def __init__(self, *, slow_delay: float = 0.3, hang_seconds: float = 30.0) -> None:
         self.slow_delay = slow_delay
@@ -111,8 +118,7 @@ class FakeProvider:
         self.transcript = TRANSCRIPT
         self._overrides: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-provider", daemon=True)
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -192,6 +198,7 @@ class FakeProvider:
 def _handler_for(fake: FakeProvider) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes
         server_version = "FakeProvider/1.0"
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -371,6 +378,7 @@ def _handler_for(fake: FakeProvider) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
+            request.finished_at = time.monotonic()
 
         def _embeddings(self, request: RecordedRequest) -> None:
             body = request.json or {}
