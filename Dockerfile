@@ -16,8 +16,12 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 app
 
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+COPY requirements.txt requirements-nodeps.txt ./
+# llama-cpp-python (the offline chat engine) builds from source here (build-essential and cmake),
+# for any x86-64 with AVX2 rather than the build host's CPU (see the Makefile).
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
+RUN pip install --no-cache-dir -r requirements.txt \
+    && pip install --no-cache-dir --no-deps -r requirements-nodeps.txt
 
 COPY --chown=app:app . .
 # collectstatic needs settings to load, not to connect: placeholder values, used only here.

@@ -343,6 +343,7 @@ def _serve(
     manage("migrate", "--noinput")
     manage("collectstatic", "--noinput", "-v", "0")
     manage("ensure_admin", "--url", f"http://{host}:{port}")
+    manage("seed_local_models")
     for extra in setup:
         manage(*extra.split())
     web = [

@@ -450,7 +450,11 @@ def _litellm_params(deployment: Deployment) -> dict[str, Any]:
     if "/" not in model:
         model = f"{KIND_PREFIX.get(ProviderKind(provider.kind), 'openai')}/{model}"
     params: dict[str, Any] = {"model": model}
-    if provider.has_api_key:
+    if provider.kind == ProviderKind.LOCAL and deployment.mode in (DeploymentMode.TRANSCRIPTION, DeploymentMode.SPEECH):
+        from . import local
+
+        params.update(local.audio_params(model))
+    elif provider.has_api_key:
         params["api_key"] = provider.get_api_key()
     elif provider.kind in {ProviderKind.OPENAI_COMPATIBLE, ProviderKind.OLLAMA, ProviderKind.LOCAL}:
         params["api_key"] = "not-needed"
@@ -764,6 +768,10 @@ class _Call:
         message = _KIND_MESSAGES.get(kind, "The call failed.")
         if kind in {"unavailable", "rate_limited", "timeout"}:
             message = f"{message} Model {outcome.requested_group!r}: {len(outcome.attempts)} attempt(s)."
+        missing = next((a.error_message for a in outcome.attempts if "needs the Python package" in a.error_message), "")
+        if missing:
+            # A local engine that is not installed: say which package, not "every deployment failed".
+            message = missing[missing.index("The local ") :] if "The local " in missing else missing
         logger.warning("gateway: %s failed (%s): %s", outcome.requested_group, kind, detail)
         return GatewayError(kind, message, outcome=outcome)
 
