@@ -231,6 +231,14 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "assistant")
 CHAT_MAX_MESSAGE_CHARS = _int("CHAT_MAX_MESSAGE_CHARS", 32000, minimum=1)
 CHAT_STREAM_MAX_SECONDS = _int("CHAT_STREAM_MAX_SECONDS", 600, minimum=10)
 
+# Documents: uploads, ingestion, retrieval.
+DOCUMENT_MAX_BYTES = _int("DOCUMENT_MAX_BYTES", 20 * 2**20, minimum=1024)
+DOCUMENT_MAX_FILES = _int("DOCUMENT_MAX_FILES", 20, minimum=1)
+DOCUMENT_INGEST_TIME_LIMIT = _int("DOCUMENT_INGEST_TIME_LIMIT", 600, minimum=10)
+DOCUMENTS_EMBEDDING_GROUP = os.environ.get("DOCUMENTS_EMBEDDING_GROUP", "") or "local-embed"
+DOCUMENTS_RERANK_GROUP = os.environ.get("DOCUMENTS_RERANK_GROUP", "")
+DOCUMENTS_HNSW_EF_SEARCH = _int("DOCUMENTS_HNSW_EF_SEARCH", 100, minimum=10)
+
 HEALTH_CHECK_TIMEOUT = _int("HEALTH_CHECK_TIMEOUT", 2, minimum=1)
 # Deployment health is judged on the calls of this many recent seconds.
 HEALTH_WINDOW = _int("HEALTH_WINDOW", 900, minimum=60)

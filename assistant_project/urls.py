@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from assistant_project.accounts import api as account_api
 from assistant_project.accounts import views as account_views
 from chat import api as chat_api
+from documents import api as documents_api
 
 from . import health
 
@@ -23,6 +24,7 @@ urlpatterns = [
     path("accounts/api-keys/<int:key_id>/revoke/", account_views.revoke_api_key, name="revoke_api_key"),
     path("admin/", admin.site.urls),
     path("chat/", include("chat.urls")),
+    path("documents/", include("documents.urls")),
     path("api/v1/me", account_api.me, name="api-me"),
     path("api/v1/chat/conversations", chat_api.conversations, name="api-chat-conversations"),
     path("api/v1/chat/conversations/<int:conversation_id>", chat_api.conversation, name="api-chat-conversation"),
@@ -32,6 +34,10 @@ urlpatterns = [
         chat_api.stream_messages,
         name="api-chat-stream",
     ),
+    path("api/v1/documents/upload", documents_api.upload, name="api-documents-upload"),
+    path("api/v1/documents/query", documents_api.query, name="api-documents-query"),
+    path("api/v1/documents", documents_api.documents, name="api-documents"),
+    path("api/v1/documents/<int:document_id>", documents_api.document, name="api-document"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

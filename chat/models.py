@@ -36,6 +36,9 @@ class Conversation(models.Model):
     model_group = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True, max_length=20000)
     temperature = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    collections = models.ManyToManyField(
+        "documents.Collection", blank=True, related_name="conversations", help_text="Answers are grounded in these."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -102,6 +105,7 @@ class Message(models.Model):
     cost = models.DecimalField(max_digits=20, decimal_places=12, default=Decimal(0))
     latency_ms = models.FloatField(null=True, blank=True)
     ttft_ms = models.FloatField(null=True, blank=True)
+    sources = models.JSONField(default=list, blank=True, help_text="Passages the answer was grounded in.")
     context_dropped = models.PositiveIntegerField(
         default=0, help_text="Earlier messages left out of the request to fit the context window."
     )
@@ -162,6 +166,7 @@ class Message(models.Model):
                     "fallbacks": self.fallbacks,
                     "attempts": self.attempts,
                     "context_dropped": self.context_dropped,
+                    "sources": self.sources,
                     "error": self.error,
                 }
                 if self.is_assistant

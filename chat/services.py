@@ -143,8 +143,36 @@ def history(answer: Message) -> list[dict[str, str]]:
     return messages
 
 
+def ground(answer: Message, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """With collections attached, the last question is asked over passages retrieved for it (fenced
+    as data, numbered for citations), and the answer keeps them as its sources."""
+    from documents import services as documents
+    from documents.models import Collection
+
+    conversation = answer.conversation
+    collections = list(Collection.objects.readable_by(conversation.owner).filter(conversations=conversation))
+    if not collections or not messages or messages[-1]["role"] != "user":
+        return messages
+    question = messages[-1]["content"]
+    passages = documents.search(collections, question, user_id=conversation.owner_id, top_k=5)
+    answer.sources = [
+        {
+            "number": number,
+            "document": p.document,
+            "document_id": p.document_id,
+            "page": p.page,
+            "content": p.text,
+            "score": p.score,
+        }
+        for number, p in enumerate(passages, start=1)
+    ]
+    grounded = documents.prompt_messages(question, passages, conversation.system_prompt)
+    earlier = [m for m in messages[:-1] if m["role"] != "system"]
+    return [grounded[0], *earlier, grounded[1]]
+
+
 def _request_for(answer: Message) -> tuple[list[dict[str, Any]], int]:
-    messages, dropped = gateway.fit_messages(answer.conversation.model_group, history(answer))
+    messages, dropped = gateway.fit_messages(answer.conversation.model_group, ground(answer, history(answer)))
     _close_connection()  # the stream that follows may last minutes: do not hold a connection
     return messages, dropped
 
@@ -176,7 +204,7 @@ def _failed(answer: Message, error: gateway.GatewayError) -> None:
 def complete(answer: Message, *, app: str = "chat") -> Message:
     """Answer without streaming (the API, and pages without JavaScript)."""
     group = answer.conversation.model_group
-    messages, dropped = gateway.fit_messages(group, history(answer))
+    messages, dropped = gateway.fit_messages(group, ground(answer, history(answer)))
     answer.context_dropped = dropped
     try:
         result = gateway.chat(

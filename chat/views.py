@@ -48,8 +48,12 @@ def _page(
     draft: str = "",
     status: int = 200,
 ) -> TemplateResponse:
+    from documents.models import Collection
+
     context = {
         **_sidebar(request),
+        "collections": list(Collection.objects.readable_by(request.user)) if conversation else [],
+        "attached": set(conversation.collections.values_list("pk", flat=True)) if conversation else set(),
         "conversation": conversation,
         "messages_list": list(conversation.messages.select_related(None)) if conversation else [],
         "models": services.chat_groups(),
@@ -181,10 +185,14 @@ def update_settings(request: AuthenticatedHttpRequest, conversation_id: int) -> 
         return _page(request, conversation, error="Temperature must be a number from 0 to 2.", status=400)
     except services.ChatInputError as exc:
         return _page(request, conversation, error=str(exc), status=400)
+    from documents.models import Collection
+
     conversation.model_group = model
     conversation.system_prompt = request.POST.get("system_prompt", "")[:20000]
     conversation.temperature = temperature
     conversation.save()
+    chosen = [value for value in request.POST.getlist("collections") if value.isdigit()]
+    conversation.collections.set(Collection.objects.readable_by(request.user).filter(pk__in=chosen))
     return redirect("chat:detail", conversation.pk)
 
 

@@ -104,6 +104,7 @@ def test_make_run_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         names = {proc.name() for proc in started}
         assert {"postgres", "redis-server"} <= names, names
         assert "beat: Starting" in first.log(), "the worker runs the periodic-task scheduler"
+        assert "Seeded the offline local models: local-chat, local-embed, local-stt, local-tts" in first.log()
     finally:
         first.interrupt()
     time.sleep(1)
