@@ -239,6 +239,13 @@ DOCUMENTS_EMBEDDING_GROUP = os.environ.get("DOCUMENTS_EMBEDDING_GROUP", "") or "
 DOCUMENTS_RERANK_GROUP = os.environ.get("DOCUMENTS_RERANK_GROUP", "")
 DOCUMENTS_HNSW_EF_SEARCH = _int("DOCUMENTS_HNSW_EF_SEARCH", 100, minimum=10)
 
+# Audio: uploads, the length transcribed, the text spoken, and the model groups used.
+AUDIO_MAX_BYTES = _int("AUDIO_MAX_BYTES", 25 * 2**20, minimum=1024)
+AUDIO_MAX_SECONDS = _int("AUDIO_MAX_SECONDS", 1800, minimum=1)
+SPEECH_MAX_CHARS = _int("SPEECH_MAX_CHARS", 4096, minimum=1)
+AUDIO_TRANSCRIPTION_GROUP = os.environ.get("AUDIO_TRANSCRIPTION_GROUP", "") or "local-stt"
+AUDIO_SPEECH_GROUP = os.environ.get("AUDIO_SPEECH_GROUP", "") or "local-tts"
+
 HEALTH_CHECK_TIMEOUT = _int("HEALTH_CHECK_TIMEOUT", 2, minimum=1)
 # Deployment health is judged on the calls of this many recent seconds.
 HEALTH_WINDOW = _int("HEALTH_WINDOW", 900, minimum=60)

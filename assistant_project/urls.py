@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from assistant_project.accounts import api as account_api
 from assistant_project.accounts import views as account_views
+from audio import api as audio_api
 from chat import api as chat_api
 from documents import api as documents_api
 
@@ -25,6 +26,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("chat/", include("chat.urls")),
     path("documents/", include("documents.urls")),
+    path("audio/", include("audio.urls")),
     path("api/v1/me", account_api.me, name="api-me"),
     path("api/v1/chat/conversations", chat_api.conversations, name="api-chat-conversations"),
     path("api/v1/chat/conversations/<int:conversation_id>", chat_api.conversation, name="api-chat-conversation"),
@@ -38,6 +40,10 @@ urlpatterns = [
     path("api/v1/documents/query", documents_api.query, name="api-documents-query"),
     path("api/v1/documents", documents_api.documents, name="api-documents"),
     path("api/v1/documents/<int:document_id>", documents_api.document, name="api-document"),
+    path("api/v1/audio/transcriptions", audio_api.transcriptions, name="api-audio-transcriptions"),
+    path("api/v1/audio/transcriptions/<int:transcription_id>", audio_api.transcription, name="api-audio-transcription"),
+    path("api/v1/audio/speech", audio_api.speech, name="api-audio-speech"),
+    path("api/v1/audio/conversation", audio_api.conversation, name="api-audio-conversation"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
