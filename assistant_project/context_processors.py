@@ -23,3 +23,13 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             continue
         items.append({"url": url, "label": label, "active": request.path.startswith(url)})
     return {"nav_items": items}
+
+
+def budget(request: HttpRequest) -> dict[str, Any]:
+    """The user's remaining budget, shown in the navigation (one aggregate query)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or request.path.startswith(("/admin/", "/api/", "/v1/")):
+        return {}
+    from providers.gateway import budget_status
+
+    return {"budget": budget_status(user.pk)}

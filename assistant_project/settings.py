@@ -135,6 +135,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "assistant_project.context_processors.navigation",
+                "assistant_project.context_processors.budget",
             ],
         },
     },
@@ -252,7 +253,14 @@ HEALTH_WINDOW = _int("HEALTH_WINDOW", 900, minimum=60)
 # Seconds between periodic probes of deployments (0 turns them off). Paid providers are probed only
 # when an operator turns probing on for the deployment.
 PROBE_INTERVAL = _int("PROBE_INTERVAL", 300, minimum=0)
-CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
+# Analytics: raw call rows are kept this many days (hourly roll-ups are kept for good); /metrics is
+# served to staff, and to these client addresses (e.g. a Prometheus server).
+ANALYTICS_RETENTION_DAYS = _int("ANALYTICS_RETENTION_DAYS", 90, minimum=1)
+METRICS_ALLOWED_IPS = _list("METRICS_ALLOWED_IPS", [])
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {
+    "analytics-rollup": {"task": "analytics.rollup", "schedule": 300},
+    "analytics-prune": {"task": "analytics.prune", "schedule": 86400},
+}
 if PROBE_INTERVAL:
     CELERY_BEAT_SCHEDULE["probe-deployments"] = {"task": "providers.probe_deployments", "schedule": PROBE_INTERVAL}
 

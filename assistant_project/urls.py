@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from analytics import api as analytics_api
+from analytics import views as analytics_views
 from assistant_project.accounts import api as account_api
 from assistant_project.accounts import views as account_views
 from audio import api as audio_api
@@ -27,6 +29,8 @@ urlpatterns = [
     path("chat/", include("chat.urls")),
     path("documents/", include("documents.urls")),
     path("audio/", include("audio.urls")),
+    path("analytics/", include("analytics.urls")),
+    path("metrics", analytics_views.prometheus, name="metrics"),
     path("api/v1/me", account_api.me, name="api-me"),
     path("api/v1/chat/conversations", chat_api.conversations, name="api-chat-conversations"),
     path("api/v1/chat/conversations/<int:conversation_id>", chat_api.conversation, name="api-chat-conversation"),
@@ -44,6 +48,9 @@ urlpatterns = [
     path("api/v1/audio/transcriptions/<int:transcription_id>", audio_api.transcription, name="api-audio-transcription"),
     path("api/v1/audio/speech", audio_api.speech, name="api-audio-speech"),
     path("api/v1/audio/conversation", audio_api.conversation, name="api-audio-conversation"),
+    path("api/v1/analytics/costs", analytics_api.costs, name="api-analytics-costs"),
+    path("api/v1/analytics/performance", analytics_api.performance, name="api-analytics-performance"),
+    path("api/v1/analytics/provider-health", analytics_api.provider_health, name="api-analytics-health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

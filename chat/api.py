@@ -65,6 +65,7 @@ def answer_json(answer: Message) -> dict[str, Any]:
         "ttft_ms": body["ttft_ms"],
         "fallbacks": body["fallbacks"],
         "attempts": body["attempts"],
+        "downgraded_from": body["downgraded_from"],
         "context_dropped": body["context_dropped"],
         "error": body["error"] or None,
     }
@@ -126,6 +127,9 @@ def messages(request: Request, conversation_id: int) -> Response:
     answer = services.complete(answer, app="api")
     if answer.status == MessageStatus.FAILED:
         payload = {key: value for key, value in answer_json(answer).items() if key != "error"}
+        kind = getattr(answer, "error_kind", "")
+        if kind in ("budget_exceeded", "rate_limited") and not answer.provider:
+            return Response({**payload, **error_body(kind, answer.error)}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         return Response({**payload, **error_body("provider_error", answer.error)}, status=status.HTTP_502_BAD_GATEWAY)
     return Response(answer_json(answer))
 

@@ -106,6 +106,9 @@ class Message(models.Model):
     latency_ms = models.FloatField(null=True, blank=True)
     ttft_ms = models.FloatField(null=True, blank=True)
     sources = models.JSONField(default=list, blank=True, help_text="Passages the answer was grounded in.")
+    downgraded_from = models.CharField(
+        max_length=100, blank=True, help_text="The model group asked for, when a nearly spent budget moved the answer."
+    )
     context_dropped = models.PositiveIntegerField(
         default=0, help_text="Earlier messages left out of the request to fit the context window."
     )
@@ -142,6 +145,7 @@ class Message(models.Model):
         self.cost = outcome.cost
         self.latency_ms = outcome.latency_ms
         self.ttft_ms = outcome.ttft_ms
+        self.downgraded_from = outcome.downgraded_from or ""
 
     def as_api(self) -> dict[str, Any]:
         return {
@@ -167,6 +171,7 @@ class Message(models.Model):
                     "attempts": self.attempts,
                     "context_dropped": self.context_dropped,
                     "sources": self.sources,
+                    "downgraded_from": self.downgraded_from or None,
                     "error": self.error,
                 }
                 if self.is_assistant

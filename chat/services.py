@@ -193,6 +193,7 @@ def context_for(answer: Message, app: str) -> gateway.CallContext:
 
 
 def _failed(answer: Message, error: gateway.GatewayError) -> None:
+    answer.error_kind = error.kind  # type: ignore[attr-defined]  # for the API's status code
     answer.status = MessageStatus.FAILED
     answer.error = error.message
     if error.outcome is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import os
 import queue
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
@@ -251,6 +253,7 @@ class CallOutcome:
     cost: Decimal = Decimal(0)
     latency_ms: float = 0.0
     ttft_ms: float | None = None
+    downgraded_from: str | None = None  # the group asked for, when the budget moved the call
 
     @property
     def fallbacks(self) -> list[str]:
@@ -283,6 +286,7 @@ class CallOutcome:
             "cost": float(self.cost),
             "latency_ms": round(self.latency_ms, 1),
             "ttft_ms": round(self.ttft_ms, 1) if self.ttft_ms is not None else None,
+            "downgraded_from": self.downgraded_from,
         }
 
 
@@ -676,6 +680,7 @@ def _rows(outcome: CallOutcome, context: CallContext) -> list[LLMCall]:
                 cost=outcome.cost if final else Decimal(0),
                 latency_ms=outcome.latency_ms if final else attempt.latency_ms,
                 ttft_ms=outcome.ttft_ms if final else None,
+                final=final,
             )
         )
     return rows
@@ -893,8 +898,11 @@ def _call(
     to_result: Callable[[_Call, Any], R],
     context: CallContext,
 ) -> R:
+    asked = group
+    group = check_budget(context, group, mode)
     _check_group(state, group, mode)
     call = _Call(state, group, CALL_TYPES[mode])
+    call.outcome.downgraded_from = asked if asked != group else None
     try:
         result = to_result(call, _loop.run(_invoke(call, method, model=group, **kwargs)))
     except Exception as exc:
@@ -914,8 +922,11 @@ async def _acall(
     to_result: Callable[[_Call, Any], R],
     context: CallContext,
 ) -> R:
+    asked = group
+    group = await sync_to_async(check_budget)(context, group, mode)
     _check_group(state, group, mode)
     call = _Call(state, group, CALL_TYPES[mode])
+    call.outcome.downgraded_from = asked if asked != group else None
     try:
         result = to_result(call, await _loop.arun(_invoke(call, method, model=group, **kwargs)))
     except asyncio.CancelledError:
@@ -1157,8 +1168,10 @@ class ChatStream:
 
     async def _run(self) -> AsyncGenerator[str, None]:
         state = await _acurrent_state()
-        _check_group(state, self.group, DeploymentMode.CHAT)
-        stream_state = self._state = _StreamState(_Call(state, self.group, "chat"), self.messages)
+        group = await sync_to_async(check_budget)(self.context, self.group, DeploymentMode.CHAT)
+        _check_group(state, group, DeploymentMode.CHAT)
+        stream_state = self._state = _StreamState(_Call(state, group, "chat"), self.messages)
+        stream_state.call.outcome.downgraded_from = self.group if group != self.group else None
         here = asyncio.get_running_loop()
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -1212,8 +1225,11 @@ def stream_chat(
     """The synchronous stream: yields text deltas; returns the ChatResult (``StopIteration.value``)."""
     params = _check_params(params, CHAT_PARAMS)
     state = _current_state()
+    asked = group
+    group = check_budget(context, group, DeploymentMode.CHAT)
     _check_group(state, group, DeploymentMode.CHAT)
     stream_state = _StreamState(_Call(state, group, "chat"), messages)
+    stream_state.call.outcome.downgraded_from = asked if asked != group else None
     events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
     pump = asyncio.run_coroutine_threadsafe(
         _pump(_stream_core(stream_state, params), lambda kind, value: events.put((kind, value))), _loop.get()
@@ -1560,3 +1576,99 @@ def fit_messages(group: str, messages: list[dict[str, Any]]) -> tuple[list[dict[
         total -= sizes[index]
         dropped += 1
     return [message for message, kept in zip(messages, keep, strict=True) if kept], dropped
+
+
+# --- Budgets and rate limits --------------------------------------------------------------------
+
+
+@dataclass
+class BudgetStatus:
+    limit: Decimal
+    spent: Decimal
+    period: str
+    resets_at: datetime.datetime
+    downgrade_group: str
+    downgrade_at: Decimal
+    requests_per_minute: int | None
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(Decimal(0), self.limit - self.spent)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spent >= self.limit
+
+    @property
+    def nearly_spent(self) -> bool:
+        return bool(self.downgrade_group) and self.spent >= self.limit * self.downgrade_at
+
+
+def period_start(period: str, now: datetime.datetime | None = None) -> tuple[datetime.datetime, datetime.datetime]:
+    """The start of the current budget period and the start of the next (UTC)."""
+    now = now or timezone.now()
+    day = now.astimezone(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return day, day + datetime.timedelta(days=1)
+    month = day.replace(day=1)
+    following = (month + datetime.timedelta(days=32)).replace(day=1)
+    return month, following
+
+
+def budget_status(user_id: int | None) -> BudgetStatus | None:
+    from django.db.models import Sum
+
+    from analytics.models import Budget, LLMCall
+
+    budget = Budget.objects.for_user_id(user_id)
+    if budget is None or user_id is None:
+        return None
+    start, resets = period_start(budget.period)
+    spent = LLMCall.objects.filter(user_id=user_id, created_at__gte=start).aggregate(total=Sum("cost"))["total"]
+    return BudgetStatus(
+        budget.limit_usd,
+        spent or Decimal(0),
+        budget.period,
+        resets,
+        budget.downgrade_group,
+        budget.downgrade_at,
+        budget.requests_per_minute,
+    )
+
+
+def _rate_limited(user_id: int, limit: int) -> bool:
+    """A fixed one-minute window per user, counted in Redis so every process shares it."""
+    from django.core.cache import cache
+
+    key = f"gateway:rpm:{user_id}:{int(time.time() // 60)}"
+    try:
+        cache.add(key, 0, timeout=120)
+        return int(cache.incr(key)) > limit
+    except Exception:  # Redis down: do not block traffic on the limiter
+        logger.warning("gateway: cannot count requests for the rate limit")
+        return False
+
+
+def check_budget(context: CallContext, group: str, mode: str) -> str:
+    """Before any call: refuse it when the user's budget is spent or they are over their rate limit
+    (nothing is sent to a provider); move a chat to the cheaper group when the budget is nearly
+    spent. Returns the group to call."""
+    if context.user_id is None:
+        return group
+    status = budget_status(context.user_id)
+    if status is None:
+        return group
+    if status.requests_per_minute and _rate_limited(context.user_id, status.requests_per_minute):
+        raise GatewayError(
+            "rate_limited",
+            f"You are over your limit of {status.requests_per_minute} requests per minute; wait a moment.",
+        )
+    if status.exhausted:
+        raise GatewayError(
+            "budget_exceeded",
+            f"Your budget of ${status.limit:.2f} per {status.period} is spent (${status.spent:.4f} used); "
+            f"it resets at {status.resets_at:%Y-%m-%d %H:%M} UTC.",
+        )
+    if mode == DeploymentMode.CHAT and status.nearly_spent and status.downgrade_group != group:
+        return status.downgrade_group
+    return group
