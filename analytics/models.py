@@ -126,7 +126,8 @@ def empty_histogram() -> list[int]:
 class LLMCallHourly(models.Model):
     """Calls rolled up per hour and dimension, so dashboards stay fast however large LLMCall grows."""
 
-    hour = models.DateTimeField()
+    hour = models.DateTimeField(help_text="The start of the hour, or of the day for daily rows.")
+    grain = models.CharField(max_length=4, default="hour", help_text="hour, or day: a day's hours added up.")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -174,8 +175,8 @@ class LLMCallHourly(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["hour"], name="hourly_hour"),
-            models.Index(fields=["user", "hour"], name="hourly_user_hour"),
+            models.Index(fields=["grain", "hour"], name="hourly_grain_hour"),
+            models.Index(fields=["user", "grain", "hour"], name="hourly_user_grain_hour"),
         ]
 
     def __str__(self) -> str:
@@ -186,6 +187,7 @@ class RollupState(models.Model):
     """One row: the hour up to which LLMCall is rolled up (exclusive)."""
 
     rolled_up_to = models.DateTimeField(null=True, blank=True)
+    days_rolled_up_to = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"rolled up to {self.rolled_up_to}"

@@ -75,7 +75,8 @@ def speech(request: Request) -> Any:
     except services.AudioRefused as exc:
         raise ValidationError({"text": [str(exc)]}) from None
     except gateway.GatewayError as exc:
-        return Response(error_body("provider_error", exc.message), status=exc.status if exc.status >= 500 else 502)
+        code = exc.status if exc.status in (429, 503, 504) else 502  # over budget: 429, as the chat API
+        return Response(error_body(exc.kind if code == 429 else "provider_error", exc.message), status=code)
     with clip.audio.open("rb") as handle:
         return HttpResponse(handle.read(), content_type=clip.content_type)
 

@@ -137,7 +137,8 @@ def query(request: Request) -> Response:
             rerank_top_n=values.get("rerank_top_n"),
         )
     except gateway.GatewayError as exc:
-        return Response(error_body("provider_error", exc.message), status=exc.status if exc.status >= 500 else 502)
+        code = exc.status if exc.status in (429, 503, 504) else 502  # over budget: 429, as the chat API
+        return Response(error_body(exc.kind if code == 429 else "provider_error", exc.message), status=code)
     return Response(
         {
             "answer": result.text,

@@ -133,3 +133,26 @@ def test_retention_deletes_old_raw_rows_only_after_roll_up(traffic: LLMSetup) ->
     queries.rollup()
     assert queries.prune(90, batch=1) == 2
     assert LLMCall.objects.count() > 0 and not LLMCall.objects.filter(app="documents").exists()
+
+
+def test_long_ranges_read_daily_roll_ups_with_the_same_figures(traffic: LLMSetup, charlie) -> None:
+    client = api(charlie)
+    calls = list(LLMCall.objects.order_by("id"))
+    for index, call in enumerate(calls):  # spread the calls over three days, a week ago
+        call.created_at = timezone.now() - datetime.timedelta(days=3 + index % 3, hours=index)
+        call.save(update_fields=["created_at"])
+    queries_to_compare = [
+        "/api/v1/analytics/costs?time_range=7d&group_by=day",
+        "/api/v1/analytics/costs?time_range=30d&group_by=user",
+        "/api/v1/analytics/performance?time_range=30d",
+    ]
+    before = [client.get(url).json() for url in queries_to_compare]
+    queries.rollup()
+    assert LLMCallHourly.objects.filter(grain="day").exists(), "complete days are rolled up again by day"
+    after = [client.get(url).json() for url in queries_to_compare]
+    for old, new in zip(before, after, strict=True):
+        old.pop("generated_at"), new.pop("generated_at")
+        old.pop("end", None), new.pop("end", None)
+        old.pop("start", None), new.pop("start", None)
+        assert new == old
+    assert sum(row["requests"] for row in after[0]["costs"]) == 6
