@@ -32,7 +32,7 @@ def _audio_limit() -> int:
 UPLOAD_ROUTES: list[tuple[re.Pattern[str], Callable[[], int]]] = [
     (re.compile(r"^/documents/\d+/upload$"), _page_upload_limit),
     (re.compile(r"^/api/v1/documents/upload$"), _api_upload_limit),
-    (re.compile(r"^/(api/v1/)?audio/(transcriptions|conversation|voice/\d+/turn)$"), _audio_limit),
+    (re.compile(r"^/(api/v1/|v1/)?audio/(transcriptions|conversation|voice/\d+/turn)$"), _audio_limit),
 ]
 SLACK = 64 * 1024  # multipart boundaries and form fields
 

@@ -10,6 +10,7 @@ from assistant_project.accounts import views as account_views
 from audio import api as audio_api
 from chat import api as chat_api
 from documents import api as documents_api
+from providers import openai_compat
 
 from . import health
 
@@ -51,6 +52,12 @@ urlpatterns = [
     path("api/v1/analytics/costs", analytics_api.costs, name="api-analytics-costs"),
     path("api/v1/analytics/performance", analytics_api.performance, name="api-analytics-performance"),
     path("api/v1/analytics/provider-health", analytics_api.provider_health, name="api-analytics-health"),
+    path("v1/models", openai_compat.models, name="openai-models"),
+    path("v1/chat/completions", openai_compat.chat_completions, name="openai-chat"),
+    path("v1/embeddings", openai_compat.embeddings, name="openai-embeddings"),
+    path("v1/audio/transcriptions", openai_compat.transcriptions, name="openai-transcriptions"),
+    path("v1/audio/speech", openai_compat.speech, name="openai-speech"),
+    path("v1/rerank", openai_compat.rerank, name="openai-rerank"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1071,7 +1071,7 @@ def _stream_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return {**params, "stream": True, "stream_options": {"include_usage": True}}
 
 
-async def _stream_core(stream_state: _StreamState, params: dict[str, Any]) -> AsyncIterator[str]:
+async def _stream_core(stream_state: _StreamState, params: dict[str, Any], raw: bool = False) -> AsyncIterator[Any]:
     """The stream itself, on the gateway loop: text deltas out, errors typed, nothing recorded."""
     call = stream_state.call
     try:
@@ -1087,7 +1087,9 @@ async def _stream_core(stream_state: _StreamState, params: dict[str, Any]) -> As
     try:
         async for chunk in response:
             delta = stream_state.take(chunk)
-            if delta:
+            if raw:
+                yield chunk  # every chunk as the provider sent it (tool-call deltas included)
+            elif delta:
                 yield delta
     except (asyncio.CancelledError, GeneratorExit):
         await _close_quietly(response)
@@ -1138,7 +1140,15 @@ class ChatStream:
     breaks after text arrived, ``StreamInterrupted`` is raised with the partial text.
     """
 
-    def __init__(self, group: str, messages: list[dict[str, Any]], context: CallContext, params: dict[str, Any]):
+    def __init__(
+        self,
+        group: str,
+        messages: list[dict[str, Any]],
+        context: CallContext,
+        params: dict[str, Any],
+        raw: bool = False,
+    ):
+        self.raw = raw
         self.group = group
         self.messages = messages
         self.context = context
@@ -1178,7 +1188,8 @@ class ChatStream:
         def put(kind: str, value: Any) -> None:
             here.call_soon_threadsafe(events.put_nowait, (kind, value))
 
-        pump = asyncio.run_coroutine_threadsafe(_pump(_stream_core(stream_state, self.params), put), _loop.get())
+        core = _stream_core(stream_state, self.params, self.raw)
+        pump = asyncio.run_coroutine_threadsafe(_pump(core, put), _loop.get())
         try:
             while True:
                 kind, value = await events.get()
@@ -1215,8 +1226,11 @@ class ChatStream:
             await _arecord(self.abandoned, self.context)
 
 
-def astream_chat(group: str, messages: list[dict[str, Any]], *, context: CallContext, **params: Any) -> ChatStream:
-    return ChatStream(group, messages, context, params)
+def astream_chat(
+    group: str, messages: list[dict[str, Any]], *, context: CallContext, raw: bool = False, **params: Any
+) -> ChatStream:
+    """Text deltas; with ``raw=True`` the provider's chunk objects (for the OpenAI-compatible API)."""
+    return ChatStream(group, messages, context, params, raw)
 
 
 def stream_chat(
