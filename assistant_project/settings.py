@@ -156,6 +156,13 @@ except Exception as exc:  # environ raises several types for a malformed URL
 DATABASES["default"]["CONN_MAX_AGE"] = _int("DB_CONN_MAX_AGE", 0, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+# A psycopg connection pool per process (Django 5.1+): streams give their connection back while
+# they wait on a provider, and taking one again is cheap. DB_POOL_SIZE connections at most.
+DB_POOL_SIZE = _int("DB_POOL_SIZE", 0, minimum=0)
+if DB_POOL_SIZE:
+    if DATABASES["default"]["CONN_MAX_AGE"]:
+        raise ImproperlyConfigured("DB_POOL_SIZE and DB_CONN_MAX_AGE cannot both be set: the pool keeps connections.")
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 10}
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if not REDIS_URL:

@@ -150,7 +150,9 @@ def _json_error(error_type: str, message: str, status_code: int) -> JsonResponse
     return JsonResponse(error_body(error_type, message), status=status_code)
 
 
-def _start_stream(request: HttpRequest, conversation_id: int) -> Message | JsonResponse:
+def _start_stream(
+    request: HttpRequest, conversation_id: int
+) -> tuple[Message, tuple[list[dict[str, Any]], int]] | JsonResponse:
     """Authenticate, find the conversation and save the turn, in one trip to a thread."""
     user = _api_user(request)
     if user is None:
@@ -167,7 +169,7 @@ def _start_stream(request: HttpRequest, conversation_id: int) -> Message | JsonR
     except services.ChatInputError as exc:
         return _json_error("invalid_request", str(exc), 400)
     answer.conversation = item
-    return answer
+    return answer, services.request_for(answer)
 
 
 @csrf_exempt  # API-key authentication only: no cookie, so no cross-site request can use it
@@ -178,15 +180,14 @@ async def stream_messages(request: HttpRequest, conversation_id: int) -> HttpRes
     started = await sync_to_async(_start_stream)(request, conversation_id)
     if isinstance(started, JsonResponse):
         return started
-    answer = started
+    answer, prepared = started
 
     async def events() -> AsyncIterator[str]:
-        async for event in services.stream(answer, app="api"):
+        async for event in services.stream(answer, app="api", prepared=prepared):
             if event.kind == "token":
                 yield sse("token", {"token": event.text})
             elif event.kind == "error":
                 yield sse("error", error_body("provider_error", event.text))
         yield sse("done", answer_json(answer))
 
-    await services.release_db()
     return EventStreamResponse(events())

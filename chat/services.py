@@ -171,10 +171,21 @@ def ground(answer: Message, messages: list[dict[str, str]]) -> list[dict[str, st
     return [grounded[0], *earlier, grounded[1]]
 
 
+def request_for(answer: Message) -> tuple[list[dict[str, Any]], int]:
+    """The messages to send for an answer, trimmed to the context window (and how many were left
+    out), with the database connection given back for the stream that follows."""
+    return _request_for(answer)
+
+
 def _request_for(answer: Message) -> tuple[list[dict[str, Any]], int]:
-    messages, dropped = gateway.fit_messages(answer.conversation.model_group, ground(answer, history(answer)))
-    _close_connection()  # the stream that follows may last minutes: do not hold a connection
-    return messages, dropped
+    # The connection stays open for a short answer's final save; a stream that lasts longer gives
+    # it back at its first partial save (``_save_partial``), so long streams hold none.
+    return gateway.fit_messages(answer.conversation.model_group, ground(answer, history(answer)))
+
+
+def _save_partial(answer: Message) -> None:
+    answer.save(update_fields=["content"])
+    _close_connection()  # the stream may last minutes: do not hold a connection meanwhile
 
 
 def _finish(answer: Message) -> None:
@@ -245,7 +256,9 @@ async def claim_stream(answer: Message) -> bool:
     return bool(await cache.aadd(STREAMING_KEY.format(answer.pk), 1, timeout=settings.CHAT_STREAM_MAX_SECONDS))
 
 
-async def stream(answer: Message, *, app: str = "chat") -> AsyncIterator[StreamEvent]:
+async def stream(
+    answer: Message, *, app: str = "chat", prepared: tuple[list[dict[str, Any]], int] | None = None
+) -> AsyncIterator[StreamEvent]:
     """Stream the answer: token events, then the final message saved (``done``).
 
     The partial text is saved every second, and kept whatever ends the stream: Stop (``stopped``),
@@ -253,7 +266,7 @@ async def stream(answer: Message, *, app: str = "chat") -> AsyncIterator[StreamE
     """
     conversation = answer.conversation
     group = conversation.model_group
-    messages, dropped = await sync_to_async(_request_for)(answer)
+    messages, dropped = prepared if prepared is not None else await sync_to_async(_request_for)(answer)
     answer.context_dropped = dropped
     chat_stream = gateway.astream_chat(
         group, messages, context=context_for(answer, app), **generation_params(conversation)
@@ -283,7 +296,7 @@ async def stream(answer: Message, *, app: str = "chat") -> AsyncIterator[StreamE
                 break
             if time.monotonic() - saved_at > SAVE_EVERY:
                 answer.content = chat_stream.partial_text
-                await answer.asave(update_fields=["content"])
+                await sync_to_async(_save_partial)(answer)
                 saved_at = time.monotonic()
     except gateway.GatewayError as error:
         _failed(answer, error)

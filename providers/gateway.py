@@ -923,7 +923,7 @@ async def _acall(
     context: CallContext,
 ) -> R:
     asked = group
-    group = await sync_to_async(check_budget)(context, group, mode)
+    group = await acheck_budget(context, group, mode)
     _check_group(state, group, mode)
     call = _Call(state, group, CALL_TYPES[mode])
     call.outcome.downgraded_from = asked if asked != group else None
@@ -1178,7 +1178,7 @@ class ChatStream:
 
     async def _run(self) -> AsyncGenerator[str, None]:
         state = await _acurrent_state()
-        group = await sync_to_async(check_budget)(self.context, self.group, DeploymentMode.CHAT)
+        group = await acheck_budget(self.context, self.group, DeploymentMode.CHAT)
         _check_group(state, group, DeploymentMode.CHAT)
         stream_state = self._state = _StreamState(_Call(state, group, "chat"), self.messages)
         stream_state.call.outcome.downgraded_from = self.group if group != self.group else None
@@ -1663,11 +1663,48 @@ def _rate_limited(user_id: int, limit: int) -> bool:
         return False
 
 
+BUDGETS_CHECK_INTERVAL = 1.0  # seconds another process's new budget may take to apply here
+_budgets_seen: tuple[float, int, bool] | None = None  # (when, pid, any budget configured)
+
+
+def forget_budgets(**kwargs: Any) -> None:
+    """Connected to Budget saves and deletes: this process sees the change at once."""
+    global _budgets_seen
+    _budgets_seen = None
+
+
+def _any_budget_known() -> bool | None:
+    """Whether any budget is configured, if this process looked within the last second."""
+    seen = _budgets_seen
+    if seen is None or seen[1] != os.getpid() or time.monotonic() - seen[0] > BUDGETS_CHECK_INTERVAL:
+        return None
+    return seen[2]
+
+
+def _any_budget() -> bool:
+    global _budgets_seen
+    known = _any_budget_known()
+    if known is not None:
+        return known
+    from analytics.models import Budget
+
+    found = Budget.objects.exists()
+    _budgets_seen = (time.monotonic(), os.getpid(), found)
+    return found
+
+
+async def acheck_budget(context: CallContext, group: str, mode: str) -> str:
+    """``check_budget`` from async code, without a thread hop when no budget is configured."""
+    if context.user_id is None or _any_budget_known() is False:
+        return group
+    return await sync_to_async(check_budget)(context, group, mode)
+
+
 def check_budget(context: CallContext, group: str, mode: str) -> str:
     """Before any call: refuse it when the user's budget is spent or they are over their rate limit
     (nothing is sent to a provider); move a chat to the cheaper group when the budget is nearly
     spent. Returns the group to call."""
-    if context.user_id is None:
+    if context.user_id is None or not _any_budget():
         return group
     status = budget_status(context.user_id)
     if status is None:
