@@ -7,12 +7,15 @@ from analytics import api as analytics_api
 from analytics import views as analytics_views
 from assistant_project.accounts import api as account_api
 from assistant_project.accounts import views as account_views
+from assistant_project.accounts.forms import LimitedAdminAuthenticationForm, LimitedAuthenticationForm
 from audio import api as audio_api
 from chat import api as chat_api
 from documents import api as documents_api
 from providers import openai_compat
 
 from . import health
+
+admin.site.login_form = LimitedAdminAuthenticationForm
 
 handler400 = "assistant_project.api_errors.handler400"
 handler403 = "assistant_project.api_errors.handler403"
@@ -22,7 +25,7 @@ handler500 = "assistant_project.api_errors.handler500"
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("health", health.health, name="health"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=LimitedAuthenticationForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/api-keys/", account_views.api_keys, name="api_keys"),
     path("accounts/api-keys/<int:key_id>/revoke/", account_views.revoke_api_key, name="revoke_api_key"),

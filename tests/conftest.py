@@ -44,6 +44,20 @@ def close_stray_connections(django_db_setup: None, django_db_blocker: Any) -> It
         )
 
 
+@pytest.fixture(autouse=True)
+def fresh_login_counters() -> None:
+    """Failed sign-ins are counted in Redis per account and address; each test starts at zero."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match="*login:fail:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 # Personas: alice and bob are ordinary users, charlie is staff. Cross-user tests use alice and bob.
 @pytest.fixture
 def alice(db: None) -> Any:
