@@ -9,7 +9,6 @@ inside it.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -440,7 +439,3 @@ def prune(retention_days: int, batch: int = 10000) -> int:
         if not ids:
             return deleted
         deleted += LLMCall.objects.filter(id__in=ids).delete()[0]
-
-
-def labels(values: Iterable[Any]) -> list[Any]:
-    return [_label(value) for value in values]

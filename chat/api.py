@@ -135,15 +135,8 @@ def messages(request: Request, conversation_id: int) -> Response:
 
 
 def _api_user(request: HttpRequest) -> Any:
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        return None
-    api_key = ApiKey.authenticate(key.strip())
-    if api_key is None:
-        return None
-    api_key.mark_used()
-    return api_key.user
+    api_key = ApiKey.from_authorization(request.headers.get("Authorization", ""))
+    return api_key.user if api_key is not None else None
 
 
 def _json_error(error_type: str, message: str, status_code: int) -> JsonResponse:

@@ -172,14 +172,9 @@ def ground(answer: Message, messages: list[dict[str, str]]) -> list[dict[str, st
 
 
 def request_for(answer: Message) -> tuple[list[dict[str, Any]], int]:
-    """The messages to send for an answer, trimmed to the context window (and how many were left
-    out), with the database connection given back for the stream that follows."""
-    return _request_for(answer)
-
-
-def _request_for(answer: Message) -> tuple[list[dict[str, Any]], int]:
-    # The connection stays open for a short answer's final save; a stream that lasts longer gives
-    # it back at its first partial save (``_save_partial``), so long streams hold none.
+    """The messages to send for an answer, trimmed to the context window, and how many were left out.
+    The connection stays open for a short answer's final save; a stream that lasts longer gives it
+    back at its first partial save (``_save_partial``), so long streams hold none."""
     return gateway.fit_messages(answer.conversation.model_group, ground(answer, history(answer)))
 
 
@@ -266,7 +261,7 @@ async def stream(
     """
     conversation = answer.conversation
     group = conversation.model_group
-    messages, dropped = prepared if prepared is not None else await sync_to_async(_request_for)(answer)
+    messages, dropped = prepared if prepared is not None else await sync_to_async(request_for)(answer)
     answer.context_dropped = dropped
     chat_stream = gateway.astream_chat(
         group, messages, context=context_for(answer, app), **generation_params(conversation)

@@ -22,7 +22,7 @@ from providers import gateway
 from providers.models import Deployment, DeploymentMode
 
 from . import services
-from .models import Collection, Document
+from .models import Collection
 
 
 def body_too_large(request: HttpRequest) -> bool:
@@ -166,7 +166,3 @@ def change_model(request: AuthenticatedHttpRequest, collection_id: int) -> HttpR
         reembed_collection.delay(collection.pk)
         messages.success(request, f"Re-embedding with {group}; answers use the current index until it is done.")
     return redirect("documents:detail", collection.pk)
-
-
-def document_for(request: HttpRequest, document_id: int) -> Document:
-    return get_object_or_404(Document.objects.readable_by(request.user), pk=document_id)

@@ -66,15 +66,13 @@ def from_gateway(error: gateway.GatewayError) -> ApiError:
 
 
 def _authenticate(request: HttpRequest) -> Any:
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    api_key = ApiKey.authenticate(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+    api_key = ApiKey.from_authorization(request.headers.get("Authorization", ""))
     if api_key is None:
         raise ApiError(
             401,
             "Incorrect or missing API key: send a platform API key as 'Authorization: Bearer KEY'.",
             "invalid_api_key",
         )
-    api_key.mark_used()
     return api_key.user
 
 

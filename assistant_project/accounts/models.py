@@ -64,6 +64,16 @@ class ApiKey(models.Model):
             return None
         return key
 
+    @classmethod
+    def from_authorization(cls, header: str) -> ApiKey | None:
+        """The active key named by an ``Authorization: Bearer KEY`` header, marked used; else None.
+        For views outside DRF (streaming and OpenAI-compatible routes)."""
+        scheme, _, raw = header.partition(" ")
+        key = cls.authenticate(raw.strip()) if scheme.lower() == "bearer" and raw.strip() else None
+        if key is not None:
+            key.mark_used()
+        return key
+
     @property
     def is_active(self) -> bool:
         if self.revoked_at is not None:
