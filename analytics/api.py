@@ -12,6 +12,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from assistant_project import api_schema as schema
 from providers.health import deployment_health
 from providers.models import Deployment
 
@@ -39,7 +40,8 @@ def span_json(span: queries.Window) -> dict[str, Any]:
 
 
 @extend_schema(
-    parameters=[RANGE, START, END, OpenApiParameter("group_by", str, enum=list(queries.GROUPS), required=False)]
+    parameters=[RANGE, START, END, OpenApiParameter("group_by", str, enum=list(queries.GROUPS), required=False)],
+    responses=schema.Costs,
 )
 @api_view(["GET"])
 def costs(request: Request) -> Response:
@@ -61,7 +63,7 @@ def costs(request: Request) -> Response:
     )
 
 
-@extend_schema(parameters=[RANGE, START, END])
+@extend_schema(parameters=[RANGE, START, END], responses=schema.Performance)
 @api_view(["GET"])
 def performance(request: Request) -> Response:
     span = window_for(request)
@@ -99,6 +101,7 @@ def health_rows() -> list[dict[str, Any]]:
     ]
 
 
+@extend_schema(responses=schema.HealthReport)
 @api_view(["GET"])
 def provider_health(request: Request) -> Response:
     rows = health_rows()

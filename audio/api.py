@@ -14,6 +14,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from assistant_project import api_schema as schema
 from assistant_project.api_errors import error_body
 from chat.models import Conversation
 from providers import gateway
@@ -52,6 +53,7 @@ def transcriptions(request: Request) -> Response:
     return Response({"id": record.pk, "status": record.status}, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(responses=schema.Transcription)
 @api_view(["GET"])
 def transcription(request: Request, transcription_id: int) -> Response:
     record = get_object_or_404(Transcription.objects.for_user(request.user), pk=transcription_id)
@@ -84,7 +86,8 @@ def speech(request: Request) -> Any:
 @extend_schema(
     request=inline_serializer(
         "VoiceTurnIn", {"file": serializers.FileField(), "conversation_id": serializers.IntegerField()}
-    )
+    ),
+    responses=schema.VoiceTurn,
 )
 @api_view(["POST"])
 @parser_classes([MultiPartParser])

@@ -13,13 +13,14 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from assistant_project import api_schema as schema
 from assistant_project.accounts.models import ApiKey
 from assistant_project.api_errors import error_body
 from assistant_project.http import EventStreamResponse, sse
@@ -75,14 +76,8 @@ def _input_error(exc: services.ChatInputError) -> ValidationError:
     return ValidationError({"message": [str(exc)]})
 
 
-@extend_schema(
-    request=ConversationIn,
-    responses={201: inline_serializer("ConversationCreated", {"conversation_id": serializers.IntegerField()})},
-    methods=["POST"],
-)
-@extend_schema(
-    responses=inline_serializer("ConversationList", {"conversations": serializers.ListField()}), methods=["GET"]
-)
+@extend_schema(request=ConversationIn, responses={201: schema.Conversation}, methods=["POST"])
+@extend_schema(responses=schema.ConversationList, methods=["GET"])
 @api_view(["GET", "POST"])
 def conversations(request: Request) -> Response:
     if request.method == "GET":
@@ -102,7 +97,8 @@ def conversations(request: Request) -> Response:
     return Response(conversation_json(conversation), status=status.HTTP_201_CREATED)
 
 
-@extend_schema(responses={204: None})
+@extend_schema(responses={204: None}, methods=["DELETE"])
+@extend_schema(responses=schema.Conversation, methods=["GET"], operation_id="v1_chat_conversation_retrieve")
 @api_view(["GET", "DELETE"])
 def conversation(request: Request, conversation_id: int) -> Response:
     item = get_object_or_404(Conversation.objects.for_user(request.user), pk=conversation_id)
@@ -112,7 +108,8 @@ def conversation(request: Request, conversation_id: int) -> Response:
     return Response(conversation_json(item))
 
 
-@extend_schema(request=MessageIn, responses={200: OpenApiResponse(description="The answer and what served it.")})
+@extend_schema(responses=schema.MessageList, methods=["GET"])
+@extend_schema(request=MessageIn, responses=schema.Answer, methods=["POST"])
 @api_view(["GET", "POST"])
 def messages(request: Request, conversation_id: int) -> Response:
     item = get_object_or_404(Conversation.objects.for_user(request.user), pk=conversation_id)

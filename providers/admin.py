@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
 from .config import acting_as
-from .health import DEGRADED, HEALTHY, UNHEALTHY, deployment_health
+from .health import deployment_health
 from .models import AuditLogEntry, Deployment, FallbackRule, Provider, RouterSettings
 
 M = TypeVar("M", bound=Model)
@@ -96,9 +96,6 @@ class ProviderAdmin(AuditedAdmin[Provider]):
         return obj.deployments.count()
 
 
-_HEALTH_COLOURS = {HEALTHY: "#1a7f37", DEGRADED: "#9a6700", UNHEALTHY: "#cf222e"}
-
-
 class HealthChangeList(ChangeList):
     """Attaches each listed deployment's health (recent calls, cooldown) in two queries."""
 
@@ -112,6 +109,9 @@ class HealthChangeList(ChangeList):
 
 @admin.register(Deployment)
 class DeploymentAdmin(AuditedAdmin[Deployment]):
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
     list_display = [
         "model_group",
         "provider",
@@ -152,7 +152,7 @@ class DeploymentAdmin(AuditedAdmin[Deployment]):
     @admin.display(description="Health")
     def health_status(self, obj: Deployment) -> str:
         status = obj.health.status  # type: ignore[attr-defined]
-        return format_html('<b style="color:{}">{}</b>', _HEALTH_COLOURS.get(status, "#57606a"), status)
+        return format_html('<b class="health health-{}">{}</b>', status, status)
 
     @admin.display(description="Success rate")
     def success_rate(self, obj: Deployment) -> str:

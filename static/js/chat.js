@@ -50,6 +50,14 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     connectAll(document);
+    // The composer empties once its message is saved; a refused message (HX-Retarget to the form's
+    // error) stays for the user to fix.
+    document.body.addEventListener("htmx:afterRequest", function (event) {
+      const form = event.detail.elt;
+      if (form && form.id === "composer" && event.detail.successful && !event.detail.xhr.getResponseHeader("HX-Retarget")) {
+        form.reset();
+      }
+    });
     document.body.addEventListener("htmx:afterSettle", function (event) {
       connectAll(event.target.parentNode || document);
     });
