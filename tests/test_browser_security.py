@@ -12,7 +12,7 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
 from analytics.models import LLMCall
 from audio.models import SpeechClip, Transcription, TranscriptionStatus
@@ -34,7 +34,8 @@ WATCH = """
 window.__violations = [];
 window.__alerts = [];
 document.addEventListener("securitypolicyviolation", (e) => {
-  window.__violations.push(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
+  window.__violations.push(
+    `${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
 });
 window.alert = window.confirm = window.prompt = (m) => { window.__alerts.push(String(m)); };
 """
@@ -60,9 +61,7 @@ def plant(owner: Any) -> dict[str, int]:
         content=EVERYTHING,
         provider=SHORT[1][:64],
         model=short,
-        sources=[
-            {"number": 1, "document": short, "document_id": 1, "page": 1, "content": EVERYTHING, "score": 1.0}
-        ],
+        sources=[{"number": 1, "document": short, "document_id": 1, "page": 1, "content": EVERYTHING, "score": 1.0}],
     )
     Message.objects.create(
         conversation=conversation,
@@ -167,7 +166,12 @@ def test_every_page_passes_the_csp_and_no_planted_script_runs(
     console: list[str] = []
     page.on("request", lambda r: foreign.append(r.url) if urlsplit(r.url).hostname not in {"127.0.0.1"} else None)
     page.on("console", lambda m: console.append(m.text) if "Content Security Policy" in m.text else None)
-    page.on("dialog", lambda d: (console.append(f"dialog {d.message}"), d.dismiss()))
+
+    def on_dialog(dialog: Dialog) -> None:
+        console.append(f"dialog {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
 
     assert visit(page, f"{asgi_server.url}/accounts/login/") == {"status": 200, "violations": [], "alerts": []}
     page.fill("input[name=username]", "ops")

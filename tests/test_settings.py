@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,73 @@ def test_encryption_keys_must_not_be_the_secret_key() -> None:
     result = load_settings("DEBUG", SECRET_KEY=key, ENCRYPTION_KEYS=key)
     assert result.returncode != 0
     assert "ENCRYPTION_KEYS must not contain SECRET_KEY" in result.stderr
+
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "HTTPS": "true",
+    "ALLOWED_HOSTS": "assistant.example.com",
+    "SECRET_KEY": "k3J9-vQ2xR7mZp4LwT8sYb1NcF6hGd0aUe5iOoKj2MnBqVrXyWz_3tHs",
+}
+
+
+def test_check_deploy_reports_nothing_with_production_settings() -> None:
+    env = {**os.environ, **PRODUCTION, "DJANGO_SETTINGS_MODULE": "assistant_project.settings"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_check_deploy_flags_plain_http() -> None:
+    """A control: without HTTPS the same check names what is missing."""
+    env = {**os.environ, **PRODUCTION, "HTTPS": "false", "DJANGO_SETTINGS_MODULE": "assistant_project.settings"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in result.stderr
+
+
+def test_https_settings_redirect_and_send_hsts_and_secure_cookies(db: None, settings: Any) -> None:
+    from django.test import Client
+
+    from tests.factories import PASSWORD, UserFactory
+
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_SECONDS = 31536000
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = True
+    UserFactory(username="dora")
+    client = Client()
+    plain = client.get("/accounts/login/")
+    assert plain.status_code == 301
+    assert plain["Location"] == "https://testserver/accounts/login/"
+    assert client.get("/health").status_code != 301  # health checks from inside the deployment stay on HTTP
+
+    page = client.get("/accounts/login/", secure=True)
+    assert page["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+    assert page["X-Content-Type-Options"] == "nosniff"
+    assert page["Referrer-Policy"] == "same-origin"
+    assert page["X-Frame-Options"] == "DENY"
+    assert "default-src 'self'" in page["Content-Security-Policy"]
+    assert page.cookies["csrftoken"]["secure"]
+    signed_in = client.post(
+        "/accounts/login/",
+        {"username": "dora", "password": PASSWORD, "csrfmiddlewaretoken": page.cookies["csrftoken"].value},
+        secure=True,
+    )
+    assert signed_in.status_code == 302
+    assert signed_in.cookies["sessionid"]["secure"]
+    assert signed_in.cookies["sessionid"]["httponly"]
