@@ -303,9 +303,18 @@ PROBE_INTERVAL = _int("PROBE_INTERVAL", 300, minimum=0)
 # served to staff, and to these client addresses (e.g. a Prometheus server).
 ANALYTICS_RETENTION_DAYS = _int("ANALYTICS_RETENTION_DAYS", 90, minimum=1)
 METRICS_ALLOWED_IPS = _list("METRICS_ALLOWED_IPS", [])
+# Recovery: every RECOVERY_INTERVAL seconds (and when a worker starts) documents and transcriptions
+# whose task was lost are sent again; one mid-way with no progress for TASK_STALE_SECONDS counts as
+# lost (longer than any task may run), as does a streaming answer silent for CHAT_STREAM_STALE_SECONDS.
+RECOVERY_INTERVAL = _int("RECOVERY_INTERVAL", 60, minimum=1)
+TASK_STALE_SECONDS = _int(
+    "TASK_STALE_SECONDS", max(DOCUMENT_INGEST_TIME_LIMIT + 30, CELERY_TASK_TIME_LIMIT) + 60, minimum=1
+)
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "analytics-rollup": {"task": "analytics.rollup", "schedule": 300},
     "analytics-prune": {"task": "analytics.prune", "schedule": 86400},
+    "recover-documents": {"task": "documents.recover", "schedule": RECOVERY_INTERVAL},
+    "recover-transcriptions": {"task": "audio.recover", "schedule": RECOVERY_INTERVAL},
 }
 if PROBE_INTERVAL:
     CELERY_BEAT_SCHEDULE["probe-deployments"] = {"task": "providers.probe_deployments", "schedule": PROBE_INTERVAL}

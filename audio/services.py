@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -14,13 +15,16 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 
+from assistant_project import pending
 from providers import gateway
 
 from .models import SpeechClip, Transcription, TranscriptionStatus
 
 logger = logging.getLogger(__name__)
 
+RECOVERY_GRACE = 10  # seconds: a transcription this new may still be on its way to the queue
 AUDIO_EXTENSIONS = {".mp3", ".wav", ".m4a", ".ogg", ".flac", ".webm"}
 VOICES = ["alloy", "echo", "fable", "onyx", "nova", "shimmer"]
 FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav", "opus": "audio/ogg", "flac": "audio/flac", "aac": "audio/aac"}
@@ -96,7 +100,33 @@ def start_transcription(owner: Any, uploaded: UploadedFile[Any], language: str =
 def _enqueue(record_id: int) -> None:
     from .tasks import transcribe_audio
 
+    pending.mark("transcription", record_id)
     transcribe_audio.delay(record_id)
+
+
+def recover(stale_after: int) -> list[int]:
+    """Send again transcriptions whose task was lost (as ``documents.services.recover``)."""
+    now = timezone.now()
+    unfinished = list(
+        Transcription.objects.filter(
+            status__in=[TranscriptionStatus.QUEUED, TranscriptionStatus.PROCESSING]
+        ).values_list("pk", "status", "updated_at")
+    )
+    marked = pending.marked("transcription", [pk for pk, _, _ in unfinished])
+    unmarked_before = now - timedelta(seconds=RECOVERY_GRACE)
+    stale_before = now - timedelta(seconds=stale_after)
+    lost = [
+        pk
+        for pk, status, updated_at in unfinished
+        if (pk not in marked and updated_at < unmarked_before)
+        or (status == TranscriptionStatus.PROCESSING and updated_at < stale_before)
+    ]
+    for pk in lost:
+        Transcription.objects.filter(pk=pk).update(updated_at=now)
+        _enqueue(pk)
+    if lost:
+        logger.warning("re-enqueued %d transcription(s) whose task was lost: %s", len(lost), lost)
+    return lost
 
 
 def _fail(record: Transcription, reason: str) -> None:
@@ -107,6 +137,13 @@ def _fail(record: Transcription, reason: str) -> None:
 
 def transcribe(record_id: int) -> None:
     """The task's work: check the audio, transcribe it through the gateway, keep the result."""
+    try:
+        _transcribe(record_id)
+    finally:
+        pending.clear("transcription", record_id)
+
+
+def _transcribe(record_id: int) -> None:
     record = Transcription.objects.filter(pk=record_id).first()
     if record is None:
         return

@@ -17,3 +17,8 @@ from . import services
 )
 def transcribe_audio(transcription_id: int) -> None:
     services.transcribe(transcription_id)
+
+
+@shared_task(name="audio.recover")
+def recover_transcriptions() -> list[int]:
+    return services.recover(settings.TASK_STALE_SECONDS)

@@ -89,6 +89,9 @@ class DocumentQuerySet(models.QuerySet["Document"]):
     def owned_by(self, user: AbstractBaseUser | AnonymousUser) -> DocumentQuerySet:
         return self.filter(collection__in=Collection.objects.owned_by(user))
 
+    def unfinished(self) -> DocumentQuerySet:
+        return self.filter(status__in=[DocumentStatus.QUEUED, DocumentStatus.EXTRACTING, DocumentStatus.EMBEDDING])
+
 
 class Document(models.Model):
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")

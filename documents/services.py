@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -20,9 +21,11 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 from django.utils.text import get_valid_filename
 from pgvector.django import CosineDistance
 
+from assistant_project import pending
 from providers import gateway
 from providers.models import Deployment, DeploymentMode
 
@@ -32,6 +35,7 @@ from .models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document, DocumentS
 logger = logging.getLogger(__name__)
 
 EMBED_BATCH = 32
+RECOVERY_GRACE = 10  # seconds: a document this new may still be on its way to the queue
 CANDIDATES = 40  # per retriever, before fusion
 RRF_K = 60
 SEARCH_CONFIG = "english"
@@ -90,7 +94,31 @@ def upload(collection: Collection, uploaded: UploadedFile[Any]) -> Document:
 def _enqueue(document_id: int) -> None:
     from .tasks import ingest_document
 
+    pending.mark("document", document_id)
     ingest_document.delay(document_id)
+
+
+def recover(stale_after: int) -> list[int]:
+    """Send again the ingestion of documents whose task was lost: not finished and unmarked (Redis
+    restarted and lost the queue), or mid-way with no progress for ``stale_after`` seconds (the
+    worker running it died). Ingestion is idempotent, so a document sent twice ends the same."""
+    now = timezone.now()
+    unfinished = list(Document.objects.unfinished().values_list("pk", "status", "updated_at"))
+    marked = pending.marked("document", [pk for pk, _, _ in unfinished])
+    unmarked_before = now - timedelta(seconds=RECOVERY_GRACE)
+    stale_before = now - timedelta(seconds=stale_after)
+    lost = [
+        pk
+        for pk, status, updated_at in unfinished
+        if (pk not in marked and updated_at < unmarked_before)
+        or (status != DocumentStatus.QUEUED and updated_at < stale_before)
+    ]
+    for pk in lost:
+        Document.objects.filter(pk=pk).update(updated_at=now)  # a later sweep waits again
+        _enqueue(pk)
+    if lost:
+        logger.warning("re-enqueued the ingestion of %d document(s) whose task was lost: %s", len(lost), lost)
+    return lost
 
 
 def _set(document: Document, **values: Any) -> None:
@@ -101,6 +129,13 @@ def _set(document: Document, **values: Any) -> None:
 
 def ingest(document_id: int, version: int | None = None) -> None:
     """Extract, chunk, embed and store one document (for ``version``, the collection's by default)."""
+    try:
+        _ingest(document_id, version)
+    finally:
+        pending.clear("document", document_id)
+
+
+def _ingest(document_id: int, version: int | None) -> None:
     document = Document.objects.select_related("collection").filter(pk=document_id).first()
     if document is None:
         return  # deleted meanwhile

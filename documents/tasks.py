@@ -19,6 +19,11 @@ def ingest_document(document_id: int) -> None:
     services.ingest(document_id)
 
 
+@shared_task(name="documents.recover")
+def recover_documents() -> list[int]:
+    return services.recover(settings.TASK_STALE_SECONDS)
+
+
 @shared_task(
     name="documents.reembed",
     acks_late=True,

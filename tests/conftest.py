@@ -142,16 +142,20 @@ class WorkerProcess:
                 self.process.wait()
 
 
-def start_worker(tmp_path: Path, extra_env: dict[str, str] | None = None) -> WorkerProcess:
-    """A real Celery worker process, consuming from the test Redis, writing to the test database."""
-    log_path = tmp_path / "worker.log"
+def start_worker(
+    tmp_path: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ("--pool", "solo")
+) -> WorkerProcess:
+    """A real Celery worker process, consuming from the test Redis, writing to the test database.
+    ``args``: worker options (the solo pool by default; production runs prefork)."""
+    log_path = tmp_path / f"worker-{time.monotonic_ns()}.log"
     env = {**os.environ, "DATABASE_URL": database_url_for_tests(), **(extra_env or {})}
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "assistant_project", "worker", "--pool", "solo", "--loglevel", "INFO"],
+        [sys.executable, "-m", "celery", "-A", "assistant_project", "worker", "--loglevel", "INFO", *args],
         cwd=ROOT,
         env=env,
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so a test can kill it with its pool
     )
     worker = WorkerProcess(process, log_path)
     deadline = time.monotonic() + 60

@@ -16,7 +16,8 @@ model name contains         behaviour
 ``context-length``          HTTP 400 "maximum context length" error
 ``content-policy``          HTTP 400 "rejected as a result of the safety system" error
 ``stream-dies``             a stream that sends a few tokens, then drops the connection
-``slow``                    streams one token every ``slow_delay`` seconds (default 0.3)
+``slow``                    streams one token every ``slow_delay`` seconds (default 0.3); an
+                            embeddings request waits ``slow_delay`` before answering
 ==========================  =====================================================================
 
 Anything else answers normally. ``FakeProvider.set_behaviour(model, name)`` overrides the behaviour
@@ -382,6 +383,8 @@ def _handler_for(fake: FakeProvider) -> type[BaseHTTPRequestHandler]:
 
         def _embeddings(self, request: RecordedRequest) -> None:
             body = request.json or {}
+            if fake.behaviour(str(body.get("model", ""))) == "slow":
+                time.sleep(fake.slow_delay)
             inputs = body.get("input", [])
             if isinstance(inputs, str):
                 inputs = [inputs]

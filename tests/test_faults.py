@@ -1,0 +1,185 @@
+"""Fault drills with real parts: Celery workers killed mid-task, Redis losing its queue, the web
+server killed mid-stream, the database going away and coming back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import redis
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from assistant_project import pending
+from audio import services as audio_services
+from audio.models import Transcription
+from documents import services as document_services
+from documents.models import Chunk, Collection, Document, DocumentStatus
+from tests.conftest import WorkerProcess, start_worker
+from tests.fake_provider import wav_bytes
+from tests.llm import LLMSetup
+
+pytestmark = pytest.mark.slow
+
+# About 200 chunks of 50 tokens: seven embedding batches, each held 0.4 s by the slow fake model.
+LONG_TEXT = " ".join(f"Paragraph {n} says that the river number {n} flows north past the town." for n in range(700))
+WORKER_ENV = {"AUDIO_TRANSCRIPTION_GROUP": "ears"}
+
+
+@pytest.fixture
+def slow_embeddings(llm: LLMSetup) -> LLMSetup:
+    llm.fake.slow_delay = 0.4
+    llm.deployment("slow-vectors", "slow", mode="embedding")
+    llm.deployment("ears", mode="transcription")
+    return llm
+
+
+def long_document(owner: Any) -> Document:
+    collection = Collection.objects.create(
+        owner=owner, name="rivers", embedding_group="slow-vectors", chunk_size=50, chunk_overlap=0
+    )
+    return document_services.upload(collection, SimpleUploadedFile("rivers.txt", LONG_TEXT.encode()))
+
+
+def wait_for(check: Any, timeout: float, what: str, worker: WorkerProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}\n{worker.log()[-3000:] if worker else ''}")
+
+
+def mid_way(document: Document) -> bool:
+    document.refresh_from_db()
+    return document.status == DocumentStatus.EMBEDDING and 0 < document.chunks_done < document.chunks_total
+
+
+def assert_complete_without_duplicates(document: Document) -> None:
+    document.refresh_from_db()
+    assert document.status == DocumentStatus.READY, document.error
+    indexes = list(Chunk.objects.filter(document=document).values_list("index", flat=True))
+    assert len(indexes) == document.chunks_total == document.chunks_done > 100
+    assert sorted(indexes) == list(range(document.chunks_total))  # each chunk once, none missing
+
+
+def test_pool_process_killed_mid_ingestion_the_task_is_delivered_again(
+    slow_embeddings: LLMSetup, alice: Any, tmp_path: Path
+) -> None:
+    """The process running the task dies (as the OOM killer does): acks_late and reject_on_worker_lost
+    put the message back, the worker's next process ingests the rest."""
+    worker = start_worker(tmp_path, WORKER_ENV, ("--pool", "prefork", "--concurrency", "1"))
+    try:
+        document = long_document(alice)
+        wait_for(lambda: mid_way(document), 60, "ingestion to be mid-way", worker)
+        done_when_killed = document.chunks_done
+        children = psutil.Process(worker.process.pid).children(recursive=True)
+        assert children, "a prefork worker runs its tasks in child processes"
+        for child in children:
+            child.send_signal(signal.SIGKILL)
+        wait_for(lambda: Document.objects.get(pk=document.pk).status == "ready", 120, "the redelivered task", worker)
+        assert "WorkerLostError" in worker.log() or "exited with 'signal 9" in worker.log()
+    finally:
+        worker.stop()
+    assert done_when_killed < document.chunks_total
+    assert_complete_without_duplicates(document)
+    assert not pending.marked("document", [document.pk])
+
+
+def test_whole_worker_killed_mid_ingestion_the_next_worker_recovers_it(
+    slow_embeddings: LLMSetup, alice: Any, tmp_path: Path
+) -> None:
+    """The worker and its pool die together (a host lost): the message stays unacknowledged in Redis,
+    the document stops making progress, and the next worker's start-up recovery sends it again."""
+    env = {**WORKER_ENV, "TASK_STALE_SECONDS": "3"}
+    worker = start_worker(tmp_path, env, ("--pool", "prefork", "--concurrency", "1"))
+    document = long_document(alice)
+    try:
+        wait_for(lambda: mid_way(document), 60, "ingestion to be mid-way", worker)
+    finally:
+        os.killpg(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
+    time.sleep(3.5)  # longer than TASK_STALE_SECONDS without progress
+    document.refresh_from_db()
+    assert document.status == DocumentStatus.EMBEDDING  # stuck until something notices
+    successor = start_worker(tmp_path, env)
+    try:
+        wait_for(lambda: Document.objects.get(pk=document.pk).status == "ready", 120, "recovery", successor)
+        assert "re-enqueued the ingestion of 1 document(s)" in successor.log()
+    finally:
+        successor.stop()
+    assert_complete_without_duplicates(document)
+
+
+def flush_redis() -> None:
+    """What a restart of the embedded Redis (which keeps nothing on disk) leaves: nothing."""
+    redis.Redis.from_url(settings.REDIS_URL).flushall()
+
+
+def test_redis_restart_loses_the_queue_and_worker_start_sends_the_work_again(
+    slow_embeddings: LLMSetup, alice: Any, tmp_path: Path
+) -> None:
+    slow_embeddings.fake.slow_delay = 0.0
+    document = long_document(alice)
+    transcription = audio_services.start_transcription(alice, SimpleUploadedFile("hello.wav", wav_bytes(1.0)))
+    assert pending.marked("document", [document.pk]) == {document.pk}
+    # Old enough that they are not on their way to the queue (the recovery's grace period).
+    Document.objects.filter(pk=document.pk).update(updated_at=timezone.now() - timedelta(seconds=30))
+    Transcription.objects.filter(pk=transcription.pk).update(updated_at=timezone.now() - timedelta(seconds=30))
+    flush_redis()
+    assert not pending.marked("document", [document.pk])
+
+    worker = start_worker(tmp_path, WORKER_ENV)
+    try:
+        wait_for(lambda: Document.objects.get(pk=document.pk).status == "ready", 120, "document recovery", worker)
+        wait_for(lambda: Transcription.objects.get(pk=transcription.pk).status == "ready", 60, "transcription", worker)
+    finally:
+        worker.stop()
+    assert "re-enqueued the ingestion of 1 document(s)" in worker.log()
+    assert "re-enqueued 1 transcription(s)" in worker.log()
+    assert_complete_without_duplicates(document)
+
+
+def test_the_periodic_sweep_finds_work_lost_while_the_worker_runs(
+    slow_embeddings: LLMSetup, alice: Any, tmp_path: Path
+) -> None:
+    """Rows whose task never reached the queue (sent to a Redis that then restarted), found by beat's
+    sweep while the worker keeps running."""
+    slow_embeddings.fake.slow_delay = 0.0
+    env = {**WORKER_ENV, "RECOVERY_INTERVAL": "2"}
+    schedule = tmp_path / "beat-schedule"
+    worker = start_worker(tmp_path, env, ("--pool", "solo", "--beat", "--schedule", str(schedule)))
+    try:
+        time.sleep(2)  # the start-up recovery has run, with nothing to find
+        collection = Collection.objects.create(
+            owner=alice, name="rivers", embedding_group="slow-vectors", chunk_size=50, chunk_overlap=0
+        )
+        document = Document.objects.create(
+            collection=collection,
+            original_name="rivers.txt",
+            kind="txt",
+            size=len(LONG_TEXT),
+            sha256="1" * 64,
+            file=ContentFile(LONG_TEXT.encode(), name="rivers.txt"),
+        )
+        transcription = Transcription.objects.create(
+            owner=alice, audio=ContentFile(wav_bytes(1.0), name="hi.wav"), original_name="hi.wav", size=32044
+        )
+        long_ago = timezone.now() - timedelta(seconds=30)
+        Document.objects.filter(pk=document.pk).update(updated_at=long_ago)
+        Transcription.objects.filter(pk=transcription.pk).update(updated_at=long_ago)
+        wait_for(lambda: Document.objects.get(pk=document.pk).status == "ready", 60, "the sweep", worker)
+        wait_for(lambda: Transcription.objects.get(pk=transcription.pk).status == "ready", 60, "the sweep", worker)
+    finally:
+        worker.stop()
+    assert "re-enqueued the ingestion of 1 document(s)" in worker.log()
+    assert "re-enqueued 1 transcription(s)" in worker.log()
+    assert_complete_without_duplicates(document)
