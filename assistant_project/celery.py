@@ -15,7 +15,7 @@ app.autodiscover_tasks()
 
 # Tasks that find work lost by a Redis restart or a dead worker, run whenever a worker starts (and
 # periodically by beat, see CELERY_BEAT_SCHEDULE).
-RECOVERY_TASKS = ["documents.recover", "audio.recover"]
+RECOVERY_TASKS = ["documents.recover", "audio.recover", "chat.interrupt_stale_streams"]
 
 
 @worker_ready.connect

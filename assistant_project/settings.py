@@ -277,6 +277,9 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "assistant")
 # Chat: the longest message accepted, and the longest an answer may stream.
 CHAT_MAX_MESSAGE_CHARS = _int("CHAT_MAX_MESSAGE_CHARS", 32000, minimum=1)
 CHAT_STREAM_MAX_SECONDS = _int("CHAT_STREAM_MAX_SECONDS", 600, minimum=10)
+# A streaming answer untouched this long lost the process streaming it (streams save or send a
+# heartbeat every 5 s at most); it is marked interrupted, keeping its partial text.
+CHAT_STREAM_STALE_SECONDS = _int("CHAT_STREAM_STALE_SECONDS", 60, minimum=2)
 
 # Documents: uploads, ingestion, retrieval.
 DOCUMENT_MAX_BYTES = _int("DOCUMENT_MAX_BYTES", 20 * 2**20, minimum=1024)
@@ -315,6 +318,7 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "analytics-prune": {"task": "analytics.prune", "schedule": 86400},
     "recover-documents": {"task": "documents.recover", "schedule": RECOVERY_INTERVAL},
     "recover-transcriptions": {"task": "audio.recover", "schedule": RECOVERY_INTERVAL},
+    "interrupt-stale-streams": {"task": "chat.interrupt_stale_streams", "schedule": RECOVERY_INTERVAL},
 }
 if PROBE_INTERVAL:
     CELERY_BEAT_SCHEDULE["probe-deployments"] = {"task": "providers.probe_deployments", "schedule": PROBE_INTERVAL}

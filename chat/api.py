@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
@@ -114,6 +115,7 @@ def conversation(request: Request, conversation_id: int) -> Response:
 def messages(request: Request, conversation_id: int) -> Response:
     item = get_object_or_404(Conversation.objects.for_user(request.user), pk=conversation_id)
     if request.method == "GET":
+        item.messages.interrupt_stale_streams(settings.CHAT_STREAM_STALE_SECONDS)
         return Response({"conversation_id": item.pk, "messages": [m.as_api() for m in item.messages.all()]})
     data = MessageIn(data=request.data)
     data.is_valid(raise_exception=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -82,6 +84,21 @@ class MessageQuerySet(models.QuerySet["Message"]):
             return self.none()
         return self.filter(conversation__owner_id=user.pk)
 
+    def _stale_streams(self, stale_after: float) -> MessageQuerySet:
+        cutoff = timezone.now() - timedelta(seconds=stale_after)
+        return self.filter(status=MessageStatus.STREAMING, updated_at__lt=cutoff)
+
+    def interrupt_stale_streams(self, stale_after: float) -> int:
+        """Mark answers still "streaming" with no sign of life (a partial save or heartbeat) for
+        ``stale_after`` seconds as interrupted, keeping their partial text: the process streaming
+        them died. Returns how many."""
+        return self._stale_streams(stale_after).update(status=MessageStatus.INTERRUPTED, updated_at=timezone.now())
+
+    async def ainterrupt_stale_streams(self, stale_after: float) -> int:
+        return await self._stale_streams(stale_after).aupdate(
+            status=MessageStatus.INTERRUPTED, updated_at=timezone.now()
+        )
+
 
 class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
@@ -90,6 +107,8 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.COMPLETE)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # While streaming: touched by every partial save and heartbeat (see chat.services.stream).
+    updated_at = models.DateTimeField(auto_now=True)
     # What served an assistant message, and what it cost.
     model_group = models.CharField(max_length=100, blank=True)
     deployment = models.ForeignKey(
@@ -117,7 +136,11 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["conversation", "created_at", "id"], name="message_conversation_order")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at", "id"], name="message_conversation_order"),
+            # The sweep for answers whose streaming process died reads only the few streaming ones.
+            models.Index(fields=["updated_at"], name="message_streaming", condition=Q(status="streaming")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"

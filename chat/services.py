@@ -21,9 +21,13 @@ from providers.models import Deployment, DeploymentMode
 
 from .models import Conversation, Message, MessageRole, MessageStatus
 
+FIRST = asyncio.FIRST_COMPLETED
 STOP_KEY = "chat:stop:{}"
 STREAMING_KEY = "chat:streaming:{}"
 SAVE_EVERY = 1.0  # seconds between saves of a streaming answer's partial text
+# While the provider is silent (thinking before its first token) the stream still touches the answer
+# this often, so that one untouched for CHAT_STREAM_STALE_SECONDS is known to have lost its process.
+HEARTBEAT_SECONDS = 5.0
 STOP_POLL = 0.2  # seconds between looks for a Stop request
 
 
@@ -179,7 +183,7 @@ def request_for(answer: Message) -> tuple[list[dict[str, Any]], int]:
 
 
 def _save_partial(answer: Message) -> None:
-    answer.save(update_fields=["content"])
+    answer.save(update_fields=["content", "updated_at"])
     _close_connection()  # the stream may last minutes: do not hold a connection meanwhile
 
 
@@ -274,7 +278,10 @@ async def stream(
     try:
         while True:
             step = asyncio.ensure_future(iterator.__anext__())
-            await asyncio.wait({step, stop_watch}, return_when=asyncio.FIRST_COMPLETED)
+            while not (await asyncio.wait({step, stop_watch}, timeout=HEARTBEAT_SECONDS, return_when=FIRST))[0]:
+                answer.content = chat_stream.partial_text
+                await sync_to_async(_save_partial)(answer)  # alive, waiting on a slow provider
+                saved_at = time.monotonic()
             if not step.done():  # Stop was pressed while waiting for the provider
                 step.cancel()
                 await asyncio.gather(step, return_exceptions=True)

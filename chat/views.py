@@ -31,7 +31,10 @@ SIDEBAR_LIMIT = 100
 
 
 def _conversation(request: AuthenticatedHttpRequest, conversation_id: int) -> Conversation:
-    return get_object_or_404(Conversation.objects.for_user(request.user), pk=conversation_id)
+    conversation = get_object_or_404(Conversation.objects.for_user(request.user), pk=conversation_id)
+    # An answer whose streaming process died shows as interrupted (with Regenerate) at once.
+    conversation.messages.interrupt_stale_streams(settings.CHAT_STREAM_STALE_SECONDS)
+    return conversation
 
 
 def _sidebar(request: AuthenticatedHttpRequest) -> dict[str, Any]:
@@ -257,9 +260,14 @@ async def stream_message(request: HttpRequest, conversation_id: int, message_id:
                     yield sse("error", {"message": event.text})
         else:
             # Already answered, or streamed by another connection: wait for it to finish.
+            # If the process streaming it died, the answer goes stale and is marked interrupted.
+            stale_after = settings.CHAT_STREAM_STALE_SECONDS
             for _ in range(settings.CHAT_STREAM_MAX_SECONDS * 2):
                 await answer.arefresh_from_db()
                 if answer.status != MessageStatus.STREAMING:
+                    break
+                if await Message.objects.filter(pk=answer.pk).ainterrupt_stale_streams(stale_after):
+                    await answer.arefresh_from_db()
                     break
                 await asyncio.sleep(0.5)
         await services.release_db()

@@ -3,17 +3,21 @@ server killed mid-stream, the database going away and coming back."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -21,9 +25,13 @@ from django.utils import timezone
 from assistant_project import pending
 from audio import services as audio_services
 from audio.models import Transcription
+from chat.models import Conversation, Message, MessageStatus
+from chat.services import STREAMING_KEY
+from chat.tasks import interrupt_stale_streams
 from documents import services as document_services
 from documents.models import Chunk, Collection, Document, DocumentStatus
-from tests.conftest import WorkerProcess, start_worker
+from tests.conftest import WorkerProcess, start_asgi_server, start_worker
+from tests.factories import PASSWORD
 from tests.fake_provider import wav_bytes
 from tests.llm import LLMSetup
 
@@ -183,3 +191,79 @@ def test_the_periodic_sweep_finds_work_lost_while_the_worker_runs(
     assert "re-enqueued the ingestion of 1 document(s)" in worker.log()
     assert "re-enqueued 1 transcription(s)" in worker.log()
     assert_complete_without_duplicates(document)
+
+
+def log_in(client: httpx.Client) -> None:
+    client.get("/accounts/login/")
+    response = client.post(
+        "/accounts/login/",
+        data={"username": "alice", "password": PASSWORD, "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+    )
+    assert response.status_code == 302, response.text
+
+
+def test_web_server_killed_mid_stream_the_answer_ends_interrupted_with_its_text(
+    llm: LLMSetup, alice: Any, tmp_path: Path
+) -> None:
+    llm.fake.slow_delay = 0.2
+    llm.fake.reply = " ".join(f"word{n}" for n in range(100))  # twenty seconds of tokens
+    llm.deployment("slowpoke", "slow")
+    conversation = Conversation.objects.create(owner=alice, model_group="slowpoke")
+    env = {"CHAT_STREAM_STALE_SECONDS": "3"}
+    first = start_asgi_server(tmp_path, env)
+    tokens: list[str] = []
+    with httpx.Client(base_url=first.url, timeout=30) as client:
+        log_in(client)
+        sent = client.post(
+            f"/chat/{conversation.pk}/send",
+            data={"message": "tell me a story"},
+            headers={"HX-Request": "true", "X-CSRFToken": client.cookies["csrftoken"]},
+        )
+        stream_url = re.findall(r'data-stream-url="([^"]+)"', sent.text)[-1]
+        try:
+            with client.stream("GET", stream_url) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: ") and "text" in line:
+                        tokens.append(json.loads(line[6:])["text"])
+                    if len(tokens) == 10:  # two seconds in: at least one partial save made
+                        first.process.send_signal(signal.SIGKILL)  # no chance to clean up
+        except httpx.HTTPError:
+            pass
+    first.process.wait()
+    answer = Message.objects.get(conversation=conversation, role="assistant")
+    assert answer.status == MessageStatus.STREAMING  # the dead process left it so
+    assert answer.content and "".join(tokens).startswith(answer.content)
+
+    second = start_asgi_server(tmp_path, env)
+    try:
+        time.sleep(3.5)  # longer than CHAT_STREAM_STALE_SECONDS without a save or heartbeat
+        with httpx.Client(base_url=second.url, timeout=30) as client:
+            log_in(client)
+            # The browser's EventSource reconnects (to another replica, here): it is told how it ended.
+            with client.stream("GET", stream_url) as response:
+                events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+            assert events[-1]["status"] == "interrupted"
+            page = client.get(f"/chat/{conversation.pk}/").text
+    finally:
+        second.stop()
+        # The killed process's claim on the stream would outlive this test (ids restart per test).
+        cache.delete(STREAMING_KEY.format(answer.pk))
+    answer.refresh_from_db()
+    assert answer.status == MessageStatus.INTERRUPTED
+    assert "".join(tokens).startswith(answer.content) and len(answer.content) > 10
+    assert "interrupted before it finished" in page
+    assert ">Regenerate</button>" in page
+    assert answer.content.split()[0] in page
+
+
+def test_the_sweep_interrupts_only_streams_without_a_sign_of_life(alice: Any) -> None:
+    conversation = Conversation.objects.create(owner=alice, model_group="m")
+    dead = Message.objects.create(conversation=conversation, role="assistant", status="streaming", content="Once")
+    alive = Message.objects.create(conversation=conversation, role="assistant", status="streaming", content="Twice")
+    Message.objects.filter(pk=dead.pk).update(updated_at=timezone.now() - timedelta(seconds=120))
+    assert interrupt_stale_streams() == 1
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert (dead.status, dead.content) == ("interrupted", "Once")
+    assert alive.status == "streaming"
+    assert "chat.interrupt_stale_streams" in {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
