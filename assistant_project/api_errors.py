@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -48,6 +52,11 @@ def _type_for(exc: exceptions.APIException) -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     response = drf_exception_handler(exc, context)
+    if response is None and is_database_outage(exc):
+        logger.warning("database unavailable: %s", exc)
+        response = Response(error_body("service_unavailable", DATABASE_DOWN), status=503)
+        response["Retry-After"] = RETRY_AFTER
+        return response
     if response is None:
         logger.exception("Unhandled API error", exc_info=exc)
         return Response(error_body("server_error", "The server failed to handle this request."), status=500)
@@ -78,7 +87,50 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
     return page_not_found(request, exception or Exception())
 
 
+DATABASE_DOWN = "The database cannot be reached at the moment; try again in a few seconds."
+RETRY_AFTER = "5"
+
+
+def is_database_outage(exc: BaseException | None) -> bool:
+    """Connection refused or lost, server shutting down, statement cancelled: transient, not a bug."""
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def database_unavailable(request: HttpRequest) -> HttpResponse:
+    """503 with a clear message, rendered without touching the database (no session, no user)."""
+    if is_api_path(request):
+        response: HttpResponse = json_error(503, "service_unavailable", DATABASE_DOWN)
+    else:
+        response = HttpResponse(render_to_string("503.html", {"message": DATABASE_DOWN}), status=503)
+    response["Retry-After"] = RETRY_AFTER
+    return response
+
+
+class DatabaseOutageMiddleware:
+    """A view that fails because the database is unreachable answers 503, not 500 (errors outside
+    views, such as saving the session, reach ``handler500``, which does the same)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if is_database_outage(exception):
+            logger.warning("database unavailable: %s %s: %s", request.method, request.path, exception)
+            return database_unavailable(request)
+        return None
+
+
 def handler500(request: HttpRequest) -> HttpResponse:
+    if is_database_outage(sys.exc_info()[1]):
+        return database_unavailable(request)
     if is_api_path(request):
         return json_error(500, "server_error", "The server failed to handle this request.")
     from django.views.defaults import server_error

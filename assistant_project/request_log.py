@@ -53,7 +53,8 @@ class RequestLogMiddleware:
     @staticmethod
     def _log(request: HttpRequest, response: HttpResponseBase, request_id: str, started: float) -> None:
         response["X-Request-ID"] = request_id
-        user = getattr(request, "_cached_user", None)  # only if the view loaded it: no extra query
+        # Only if the view loaded it (sync or async): no extra query.
+        user = getattr(request, "_cached_user", None) or getattr(request, "_acached_user", None)
         match = getattr(request, "resolver_match", None)
         line = {
             "request_id": request_id,

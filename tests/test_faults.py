@@ -3,10 +3,13 @@ server killed mid-stream, the database going away and coming back."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +26,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from assistant_project import pending
+from assistant_project.accounts.models import ApiKey
 from audio import services as audio_services
 from audio.models import Transcription
 from chat.models import Conversation, Message, MessageStatus
@@ -267,3 +271,101 @@ def test_the_sweep_interrupts_only_streams_without_a_sign_of_life(alice: Any) ->
     assert (dead.status, dead.content) == ("interrupted", "Once")
     assert alive.status == "streaming"
     assert "chat.interrupt_stale_streams" in {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+
+
+class CuttableProxy:
+    """A TCP proxy in front of PostgreSQL that a test can cut (every connection dropped, new ones
+    closed at once) and restore: the network between the app and its database, failing."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.up = True
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up = False
+        with self.lock:
+            for end in self.sockets:
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+            self.sockets.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_database_unreachable_gives_503_with_a_message_and_the_app_recovers(
+    transactional_db: None, alice: Any, tmp_path: Path
+) -> None:
+    db = settings.DATABASES["default"]
+    proxy = CuttableProxy(db["HOST"], int(db["PORT"]))
+    _, key = ApiKey.issue(alice, "outage")
+    api = {"Authorization": f"Bearer {key}"}
+    url = f"postgres://{db['USER']}:{db['PASSWORD']}@127.0.0.1:{proxy.port}/{db['NAME']}"
+    server = start_asgi_server(tmp_path, {"DATABASE_URL": url})
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            log_in(client)
+            assert client.get("/api/v1/me", headers=api).status_code == 200
+            assert client.get("/chat/").status_code == 200
+
+            proxy.cut()
+            me = client.get("/api/v1/me", headers=api)
+            assert me.status_code == 503
+            assert me.json()["error"]["type"] == "service_unavailable"
+            assert "database cannot be reached" in me.json()["error"]["message"]
+            assert me.headers["Retry-After"] == "5"
+            created = client.post("/api/v1/chat/conversations", headers=api, json={"model": "m"})
+            assert created.status_code == 503
+            page = client.get("/chat/")
+            assert page.status_code == 503
+            assert "The database cannot be reached at the moment" in page.text
+            sent = client.post(
+                "/accounts/login/", data={"username": "alice", "password": "x", "csrfmiddlewaretoken": "x"}
+            )
+            assert sent.status_code in (403, 503)  # the CSRF check may refuse first; never a 500
+            assert client.get("/health").status_code == 503
+
+            proxy.restore()  # the database is back: no restart needed
+            assert client.get("/api/v1/me", headers=api).status_code == 200
+            assert client.get("/chat/").status_code == 200
+    finally:
+        server.stop()
+        proxy.close()
+    assert "Traceback" not in server.log()
+    assert '"status": 500' not in server.log()
+    assert not Conversation.objects.exists()
