@@ -13,8 +13,18 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from django.utils.functional import SimpleLazyObject
 
 logger = logging.getLogger("assistant.requests")
+
+
+def _known_user(request: HttpRequest) -> Any:
+    """The user, if the view has already loaded it (session, DRF or API key): never an extra query."""
+    for name in ("_cached_user", "_acached_user"):
+        if hasattr(request, name):
+            return getattr(request, name)
+    user = request.__dict__.get("user")  # set outright by DRF and the API-key views
+    return None if user is None or isinstance(user, SimpleLazyObject) else user
 
 
 class RequestLogMiddleware:
@@ -53,8 +63,7 @@ class RequestLogMiddleware:
     @staticmethod
     def _log(request: HttpRequest, response: HttpResponseBase, request_id: str, started: float) -> None:
         response["X-Request-ID"] = request_id
-        # Only if the view loaded it (sync or async): no extra query.
-        user = getattr(request, "_cached_user", None) or getattr(request, "_acached_user", None)
+        user = _known_user(request)
         match = getattr(request, "resolver_match", None)
         line = {
             "request_id": request_id,

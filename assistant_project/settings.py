@@ -274,6 +274,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = max(1, CELERY_TASK_TIME_LIMIT - 30)
 CELERY_WORKER_CONCURRENCY = _int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "assistant")
+# Workers log through LOGGING below (JSON lines, secrets scrubbed), not Celery's own set-up.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Chat: the longest message accepted, and the longest an answer may stream.
 CHAT_MAX_MESSAGE_CHARS = _int("CHAT_MAX_MESSAGE_CHARS", 32000, minimum=1)
@@ -354,24 +356,42 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not {LOG_LEVEL!r}")
 
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "json").lower()
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
+# Loggers that write request payloads at DEBUG (the provider SDK's request dumps: prompts, documents;
+# SQL with its parameters) stay at WARNING unless LOG_CONTENT=true, whatever LOG_LEVEL says.
+LOG_CONTENT = _bool("LOG_CONTENT", False)
+PAYLOAD_LOGGERS = ("openai", "httpx", "httpcore", "urllib3", "django.db.backends", "asyncio", "celery.utils.functional")
+
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
         "json_line": {"format": "%(message)s"},
     },
     "filters": {"redact_secrets": {"()": "providers.redaction.RedactSecretsFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact_secrets"]},
         "requests": {"class": "logging.StreamHandler", "formatter": "json_line", "filters": ["redact_secrets"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # One JSON object per line and request (assistant_project.request_log).
         "assistant.requests": {"handlers": ["requests"], "level": "INFO", "propagate": False},
+        **({} if LOG_CONTENT else {name: {"level": "WARNING"} for name in PAYLOAD_LOGGERS}),
         # LiteLLM's loggers carry their own handlers; the gateway removes them so that every line
         # goes through the redaction filter above.
-        **{name: {"level": "ERROR", "propagate": True} for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")},
+        # LOG_CONTENT=true lets their DEBUG lines (whole requests) through.
+        **{
+            name: {"level": "DEBUG" if LOG_CONTENT else "ERROR", "propagate": True}
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+        },
     },
 }

@@ -149,6 +149,7 @@ def _start_stream(
     user = _api_user(request)
     if user is None:
         return _json_error("authentication_error", "Send a valid API key: 'Authorization: Bearer KEY'.", 401)
+    request.user = user  # for the request log
     item = Conversation.objects.for_user(user).filter(pk=conversation_id).first()
     if item is None:
         return _json_error("not_found", "No such conversation.", 404)

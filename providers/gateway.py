@@ -398,6 +398,8 @@ def _import_litellm() -> Any:
                 for handler in list(lite_logger.handlers):
                     lite_logger.removeHandler(handler)
                 lite_logger.propagate = True
+                # LiteLLM's DEBUG lines carry whole requests (prompts, documents): only with LOG_CONTENT.
+                lite_logger.setLevel(logging.DEBUG if settings.LOG_CONTENT else logging.ERROR)
 
             class FailureLogger(CustomLogger):  # type: ignore[misc]
                 def _record(self, kwargs: dict[str, Any], start_time: Any, end_time: Any) -> None:

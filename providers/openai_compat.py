@@ -73,6 +73,7 @@ def _authenticate(request: HttpRequest) -> Any:
             "Incorrect or missing API key: send a platform API key as 'Authorization: Bearer KEY'.",
             "invalid_api_key",
         )
+    request.user = api_key.user  # for the request log
     return api_key.user
 
 
