@@ -32,6 +32,7 @@ def _audio_limit() -> int:
 UPLOAD_ROUTES: list[tuple[re.Pattern[str], Callable[[], int]]] = [
     (re.compile(r"^/documents/\d+/upload$"), _page_upload_limit),
     (re.compile(r"^/api/v1/documents/upload$"), _api_upload_limit),
+    (re.compile(r"^/audio/$"), _audio_limit),  # the transcription page's upload form
     (re.compile(r"^/(api/v1/|v1/)?audio/(transcriptions|conversation|voice/\d+/turn)$"), _audio_limit),
 ]
 SLACK = 64 * 1024  # multipart boundaries and form fields
@@ -41,11 +42,12 @@ class BodyTooLarge(Exception):
     pass
 
 
-def body_limit(path: str) -> int | None:
+def body_limit(path: str) -> int:
+    """The upload limit of an upload route; REQUEST_MAX_BYTES for every other route."""
     for pattern, limit in UPLOAD_ROUTES:
         if pattern.match(path):
             return limit() + SLACK
-    return None
+    return int(settings.REQUEST_MAX_BYTES) + SLACK
 
 
 async def _refuse(send: Any, limit: int) -> None:
@@ -69,12 +71,12 @@ async def _refuse(send: Any, limit: int) -> None:
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Django, behind a guard that refuses an upload over its limit before reading its body:
-    Django's ASGI handler would otherwise read the whole body into a temporary file first."""
-    limit = body_limit(scope.get("path", "")) if scope["type"] == "http" else None
-    if limit is None:
+    """Django, behind a guard that refuses a body over its route's limit before reading it: Django's
+    ASGI handler would otherwise read the whole body into a temporary file first."""
+    if scope["type"] != "http":
         await django_application(scope, receive, send)
         return
+    limit = body_limit(scope.get("path", ""))
     headers = dict(scope.get("headers") or [])
     try:
         declared = int(headers.get(b"content-length", b"0"))

@@ -284,6 +284,11 @@ CHAT_STREAM_MAX_SECONDS = _int("CHAT_STREAM_MAX_SECONDS", 600, minimum=10)
 # heartbeat every 5 s at most); it is marked interrupted, keeping its partial text.
 CHAT_STREAM_STALE_SECONDS = _int("CHAT_STREAM_STALE_SECONDS", 60, minimum=2)
 
+# The largest request body on routes that take no upload (JSON bodies: long chat contexts with
+# images); upload routes have their own limits below. Bigger bodies are refused before being read.
+REQUEST_MAX_BYTES = _int("REQUEST_MAX_BYTES", 10 * 2**20, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
+
 # Documents: uploads, ingestion, retrieval.
 DOCUMENT_MAX_BYTES = _int("DOCUMENT_MAX_BYTES", 20 * 2**20, minimum=1024)
 DOCUMENT_MAX_FILES = _int("DOCUMENT_MAX_FILES", 20, minimum=1)
