@@ -179,7 +179,7 @@ if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "assistant_project.cache.SharedPoolRedisCache",
         "LOCATION": REDIS_URL,
     }
 }
