@@ -271,11 +271,11 @@ def test_voice_page_in_a_browser_with_a_fake_microphone(
         log_in(page, asgi_server, "alice")
         page.goto(f"{asgi_server.url}/audio/voice/{conversation.pk}/")
         page.click("#record")
-        page.wait_for_function("document.getElementById('voice-status').textContent.startsWith('Listening')")
+        page.wait_for_function("() => document.getElementById('voice-status').textContent.startsWith('Listening')")
         time.sleep(len(frames) / 2 / rate + 0.8)
         page.click("#stop")
         page.wait_for_selector("#turns li.assistant", timeout=60000)
-        page.wait_for_function("document.getElementById('answer-audio').currentTime > 0", timeout=30000)
+        page.wait_for_function("() => document.getElementById('answer-audio').currentTime > 0", timeout=30000)
         heard = page.inner_text("#turns li.user")
         browser.close()
     assert "capital" in heard.lower() and "france" in heard.lower(), heard
