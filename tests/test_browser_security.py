@@ -11,16 +11,18 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.postgres.search import SearchVector
 from django.utils import timezone
 from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
 from analytics.models import LLMCall
 from audio.models import SpeechClip, Transcription, TranscriptionStatus
 from chat.models import Conversation, Message, MessageRole, MessageStatus
-from documents.models import Collection, Document, DocumentStatus
+from documents.models import Chunk, Collection, Document, DocumentStatus
 from providers.models import AuditLogEntry, Deployment, Provider
 from tests.conftest import AsgiServer
 from tests.factories import PASSWORD
+from tests.fake_provider import embed_text
 from tests.test_chat_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.xss import CORPUS
 
@@ -70,7 +72,27 @@ def plant(owner: Any) -> dict[str, int]:
         content="",
         error=EVERYTHING,
     )
-    collection = Collection.objects.create(owner=owner, name=short[:100])
+    collection = Collection.objects.create(owner=owner, name=short[:100], embedding_group="vectors")
+    passage = Document.objects.create(
+        collection=collection,
+        original_name="passage.md",
+        kind="md",
+        size=1,
+        sha256="f" * 64,
+        file="documents/p.md",
+        status=DocumentStatus.READY,
+    )
+    Chunk.objects.create(
+        document=passage,
+        collection=collection,
+        index=0,
+        text=EVERYTHING,
+        page=1,
+        token_count=300,
+        embedding=embed_text(EVERYTHING),
+        embedding_model="vectors",
+    )
+    Chunk.objects.update(search=SearchVector("text", config="english"))
     for number, name in enumerate(SHORT):
         Document.objects.create(
             collection=collection,
@@ -150,6 +172,9 @@ def visit(page: Page, url: str) -> dict[str, Any]:
 def test_every_page_passes_the_csp_and_no_planted_script_runs(
     llm: Any, asgi_server: AsgiServer, browser: Browser
 ) -> None:
+    llm.fake.reply = EVERYTHING
+    llm.deployment("chatty")
+    llm.deployment("vectors", mode="embedding")
     operator = get_user_model().objects.create_superuser("ops", "ops@example.com", PASSWORD)
     ids = plant(operator)
 
@@ -180,6 +205,19 @@ def test_every_page_passes_the_csp_and_no_planted_script_runs(
     page.wait_for_url(f"{asgi_server.url}/")
 
     results = {path: visit(page, asgi_server.url + path) for path in pages(ids)}
+    # A cited answer from the documents page: the model's answer and the passage both carry the corpus.
+    page.goto(f"{asgi_server.url}/documents/{ids['collection']}/")
+    page.fill("textarea[name=query]", "alert script onerror javascript")
+    page.select_option("form[action$='/ask'] select[name=model]", "chatty")
+    page.click("form[action$='/ask'] button[type=submit]")
+    page.wait_for_selector("#answer ol.sources li", timeout=30000)
+    page.wait_for_timeout(300)
+    results["ask (htmx)"] = {
+        "status": 200,
+        "violations": page.evaluate("window.__violations"),
+        "alerts": page.evaluate("window.__alerts"),
+    }
+    assert "<script>alert(1)</script>" in page.inner_text("#answer")
     bad = {path: r for path, r in results.items() if r != {"status": 200, "violations": [], "alerts": []}}
     assert bad == {}
     assert console == []
