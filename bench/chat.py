@@ -116,6 +116,7 @@ def main() -> None:
             "warning",
         ],
         cwd=ROOT,
+        stderr=subprocess.DEVNULL,  # the request log (a JSON line per request)
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -59,6 +59,7 @@ def main() -> None:
             "warning",
         ],
         cwd=ROOT,
+        stderr=subprocess.DEVNULL,  # the request log (a JSON line per request)
     )
     try:
         asyncio.run(measure(args.requests, fake.api_base, f"http://127.0.0.1:{port}/v1", key))
