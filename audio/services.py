@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +14,6 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.template.defaultfilters import filesizeformat
-from django.utils import timezone
 
 from assistant_project import pending
 from providers import gateway
@@ -24,7 +22,6 @@ from .models import SpeechClip, Transcription, TranscriptionStatus
 
 logger = logging.getLogger(__name__)
 
-RECOVERY_GRACE = 10  # seconds: a transcription this new may still be on its way to the queue
 AUDIO_EXTENSIONS = {".mp3", ".wav", ".m4a", ".ogg", ".flac", ".webm"}
 VOICES = ["alloy", "echo", "fable", "onyx", "nova", "shimmer"]
 FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav", "opus": "audio/ogg", "flac": "audio/flac", "aac": "audio/aac"}
@@ -106,23 +103,9 @@ def _enqueue(record_id: int) -> None:
 
 def recover(stale_after: int) -> list[int]:
     """Send again transcriptions whose task was lost (as ``documents.services.recover``)."""
-    now = timezone.now()
-    unfinished = list(
-        Transcription.objects.filter(
-            status__in=[TranscriptionStatus.QUEUED, TranscriptionStatus.PROCESSING]
-        ).values_list("pk", "status", "updated_at")
-    )
-    marked = pending.marked("transcription", [pk for pk, _, _ in unfinished])
-    unmarked_before = now - timedelta(seconds=RECOVERY_GRACE)
-    stale_before = now - timedelta(seconds=stale_after)
-    lost = [
-        pk
-        for pk, status, updated_at in unfinished
-        if (pk not in marked and updated_at < unmarked_before)
-        or (status == TranscriptionStatus.PROCESSING and updated_at < stale_before)
-    ]
+    unfinished = Transcription.objects.filter(status__in=[TranscriptionStatus.QUEUED, TranscriptionStatus.PROCESSING])
+    lost = pending.lost("transcription", unfinished, TranscriptionStatus.QUEUED, stale_after)
     for pk in lost:
-        Transcription.objects.filter(pk=pk).update(updated_at=now)
         _enqueue(pk)
     if lost:
         logger.warning("re-enqueued %d transcription(s) whose task was lost: %s", len(lost), lost)

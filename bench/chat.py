@@ -71,6 +71,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve(port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """The app under uvicorn, as in production, its request log (a JSON line a request) discarded."""
+    command = [sys.executable, "-m", "uvicorn", "assistant_project.asgi:application", "--port", str(port)]
+    return subprocess.Popen(
+        [*command, "--lifespan", "off", "--no-access-log", "--log-level", "warning", *extra],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200)
@@ -101,23 +112,7 @@ def main() -> None:
     conversations = [Conversation.objects.create(owner=user, model_group="bench") for _ in range(20)]
 
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "assistant_project.asgi:application",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,  # the request log (a JSON line per request)
-    )
+    server = serve(port)
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(measure(args.requests, fake.api_base, base, headers, conversations, gateway))

@@ -24,7 +24,7 @@ import django
 import httpx
 import psutil
 
-from bench.chat import ROOT, free_port
+from bench.chat import ROOT, free_port, serve
 
 REPLY_WORDS = 40
 TOKEN_DELAY = 0.02  # seconds between the fake provider's tokens: a 0.8 s answer
@@ -188,27 +188,7 @@ def main() -> None:
     keys = [ApiKey.issue(user, "load")[1] for user in users]
 
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "assistant_project.asgi:application",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--timeout-graceful-shutdown",
-            "20",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "LOG_LEVEL": "WARNING"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,  # the request log: one JSON line per request, as in production
-    )
+    server = serve(port, "--timeout-graceful-shutdown", "20")
     base = f"http://127.0.0.1:{port}"
     body: dict[str, Any] = {"model": "slow-load", "messages": [{"role": "user", "content": "rivers?"}], "stream": True}
     direct = [

@@ -10,14 +10,12 @@ import argparse
 import asyncio
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import django
 import httpx
 
-from bench.chat import ROOT, Sample, free_port, run, summary
+from bench.chat import Sample, free_port, run, serve, summary
 
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -44,23 +42,7 @@ def main() -> None:
     user, _ = get_user_model().objects.get_or_create(username="bench-openai")
     _, key = ApiKey.issue(user, "bench")
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "assistant_project.asgi:application",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,  # the request log (a JSON line per request)
-    )
+    server = serve(port)
     try:
         asyncio.run(measure(args.requests, fake.api_base, f"http://127.0.0.1:{port}/v1", key))
     finally:

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +20,6 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.template.defaultfilters import filesizeformat
-from django.utils import timezone
 from django.utils.text import get_valid_filename
 from pgvector.django import CosineDistance
 
@@ -35,7 +33,6 @@ from .models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document, DocumentS
 logger = logging.getLogger(__name__)
 
 EMBED_BATCH = 32
-RECOVERY_GRACE = 10  # seconds: a document this new may still be on its way to the queue
 CANDIDATES = 40  # per retriever, before fusion
 RRF_K = 60
 SEARCH_CONFIG = "english"
@@ -102,19 +99,8 @@ def recover(stale_after: int) -> list[int]:
     """Send again the ingestion of documents whose task was lost: not finished and unmarked (Redis
     restarted and lost the queue), or mid-way with no progress for ``stale_after`` seconds (the
     worker running it died). Ingestion is idempotent, so a document sent twice ends the same."""
-    now = timezone.now()
-    unfinished = list(Document.objects.unfinished().values_list("pk", "status", "updated_at"))
-    marked = pending.marked("document", [pk for pk, _, _ in unfinished])
-    unmarked_before = now - timedelta(seconds=RECOVERY_GRACE)
-    stale_before = now - timedelta(seconds=stale_after)
-    lost = [
-        pk
-        for pk, status, updated_at in unfinished
-        if (pk not in marked and updated_at < unmarked_before)
-        or (status != DocumentStatus.QUEUED and updated_at < stale_before)
-    ]
+    lost = pending.lost("document", Document.objects.unfinished(), DocumentStatus.QUEUED, stale_after)
     for pk in lost:
-        Document.objects.filter(pk=pk).update(updated_at=now)  # a later sweep waits again
         _enqueue(pk)
     if lost:
         logger.warning("re-enqueued the ingestion of %d document(s) whose task was lost: %s", len(lost), lost)

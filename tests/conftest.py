@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.test import Client
+from playwright.sync_api import Browser, sync_playwright
 
 from tests.factories import PASSWORD, UserFactory
 from tests.fake_provider import FakeProvider
@@ -247,3 +248,27 @@ def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[AsgiServer]:
     server = start_asgi_server(tmp_path)
     yield server
     server.stop()
+
+
+# --- Chromium (Debian's) driven by Playwright -----------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
+    # Playwright's sync API keeps an event loop running in this thread, which makes Django refuse the
+    # test's own (synchronous, single-threaded) ORM calls; they are safe here.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

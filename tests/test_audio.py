@@ -238,7 +238,8 @@ def test_voice_page_in_a_browser_with_a_fake_microphone(
     and speak the (fake provider's) answer, which the page plays."""
     from playwright.sync_api import sync_playwright
 
-    from tests.test_chat_browser import CHROMIUM, CHROMIUM_ARGS, log_in
+    from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.test_chat_browser import log_in
 
     call_command("seed_local_models", stdout=StringIO())
     llm.deployment("talker")

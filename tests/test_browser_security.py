@@ -4,7 +4,6 @@ from another origin."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +12,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.postgres.search import SearchVector
 from django.utils import timezone
-from playwright.sync_api import Browser, Dialog, Page, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page
 
 from analytics.models import LLMCall
 from audio.models import SpeechClip, Transcription, TranscriptionStatus
@@ -23,7 +22,6 @@ from providers.models import AuditLogEntry, Deployment, Provider
 from tests.conftest import AsgiServer
 from tests.factories import PASSWORD
 from tests.fake_provider import embed_text
-from tests.test_chat_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.xss import CORPUS
 
 pytestmark = pytest.mark.slow
@@ -41,15 +39,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
 });
 window.alert = window.confirm = window.prompt = (m) => { window.__alerts.push(String(m)); };
 """
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def plant(owner: Any) -> dict[str, int]:

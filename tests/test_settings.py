@@ -85,9 +85,9 @@ PRODUCTION = {
 }
 
 
-def test_check_deploy_reports_nothing_with_production_settings() -> None:
-    env = {**os.environ, **PRODUCTION, "DJANGO_SETTINGS_MODULE": "assistant_project.settings"}
-    result = subprocess.run(
+def check_deploy(**overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **PRODUCTION, **overrides, "DJANGO_SETTINGS_MODULE": "assistant_project.settings"}
+    return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
         env=env,
@@ -95,21 +95,17 @@ def test_check_deploy_reports_nothing_with_production_settings() -> None:
         text=True,
         timeout=120,
     )
+
+
+def test_check_deploy_reports_nothing_with_production_settings() -> None:
+    result = check_deploy()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
 
 
 def test_check_deploy_flags_plain_http() -> None:
     """A control: without HTTPS the same check names what is missing."""
-    env = {**os.environ, **PRODUCTION, "HTTPS": "false", "DJANGO_SETTINGS_MODULE": "assistant_project.settings"}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = check_deploy(HTTPS="false")
     assert result.returncode != 0
     for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
         assert warning in result.stderr
