@@ -191,10 +191,45 @@ def _ingest(document_id: int, version: int | None) -> None:
         _set(document, status=DocumentStatus.FAILED, error="The document could not be processed (an internal error).")
 
 
+def change_embedding_model(collection: Collection, group: str) -> None:
+    """Switch the collection to another embedding model: the next index version is recorded as being
+    built before its task is sent, so a lost task is found (``recover_reembeds``)."""
+    Collection.objects.filter(pk=collection.pk).update(embedding_group=group, building_version=F("index_version") + 1)
+    _enqueue_reembed(collection.pk)
+
+
+def _enqueue_reembed(collection_id: int) -> None:
+    from .tasks import reembed_collection
+
+    pending.mark("collection", collection_id)
+    reembed_collection.delay(collection_id)
+
+
+def recover_reembeds() -> list[int]:
+    """Send again the re-embedding of collections with an index version being built and no mark in
+    Redis (Redis restarted and lost the task). One whose worker died is redelivered by the broker."""
+    building = list(Collection.objects.filter(building_version__isnull=False).values_list("pk", flat=True))
+    lost = sorted(set(building) - pending.marked("collection", building))
+    for pk in lost:
+        _enqueue_reembed(pk)
+    if lost:
+        logger.warning("re-enqueued the re-embedding of %d collection(s) whose task was lost: %s", len(lost), lost)
+    return lost
+
+
 def reembed(collection_id: int) -> None:
     """Build the next index version with the collection's (new) embedding model, then switch to it.
     Queries keep reading the current version until every document is in the new one."""
-    collection = Collection.objects.get(pk=collection_id)
+    try:
+        _reembed(collection_id)
+    finally:
+        pending.clear("collection", collection_id)
+
+
+def _reembed(collection_id: int) -> None:
+    collection = Collection.objects.filter(pk=collection_id).first()
+    if collection is None:
+        return  # deleted meanwhile
     target = collection.building_version or collection.index_version + 1
     Collection.objects.filter(pk=collection.pk).update(building_version=target)
     for document_id in collection.documents.filter(status=DocumentStatus.READY).values_list("pk", flat=True):

@@ -21,6 +21,7 @@ def ingest_document(document_id: int) -> None:
 
 @shared_task(name="documents.recover")
 def recover_documents() -> list[int]:
+    services.recover_reembeds()
     return services.recover(settings.TASK_STALE_SECONDS)
 
 

@@ -160,9 +160,6 @@ def change_model(request: AuthenticatedHttpRequest, collection_id: int) -> HttpR
     if group not in Deployment.objects.group_names(DeploymentMode.EMBEDDING):
         messages.error(request, f"There is no embedding model called {group!r}.")
     elif group != collection.embedding_group:
-        from .tasks import reembed_collection
-
-        Collection.objects.filter(pk=collection.pk).update(embedding_group=group)
-        reembed_collection.delay(collection.pk)
+        services.change_embedding_model(collection, group)
         messages.success(request, f"Re-embedding with {group}; answers use the current index until it is done.")
     return redirect("documents:detail", collection.pk)

@@ -386,3 +386,19 @@ def test_a_conversation_with_collections_answers_from_them_and_shows_sources(
     assert "<<<\nTokyo is the capital of Japan." in sent[-1]["content"]
     page = alice_client.get(f"/chat/{conversation.pk}/").content.decode()
     assert "Sources (1)" in page and "japan.txt" in page
+
+
+def test_the_embedding_model_page_records_the_version_being_built(setup: LLMSetup, alice, alice_client: Client) -> None:
+    from assistant_project import pending
+
+    setup.deployment("embed-2", mode="embedding")
+    collection = collection_for(alice)
+    response = alice_client.post(f"/documents/{collection.pk}/embedding-model", {"embedding_group": "embed-2"})
+    assert response.status_code == 302
+    collection.refresh_from_db()
+    assert (collection.embedding_group, collection.index_version, collection.building_version) == ("embed-2", 1, 2)
+    assert pending.marked("collection", [collection.pk]) == {collection.pk}  # the task is on its way
+    from assistant_project.celery import app
+
+    assert app.control.purge() >= 1  # its task, left for no worker (a later test's ids would match)
+    pending.clear("collection", collection.pk)

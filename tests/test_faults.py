@@ -369,3 +369,30 @@ def test_database_unreachable_gives_503_with_a_message_and_the_app_recovers(
     assert "Traceback" not in server.log()
     assert '"status": 500' not in server.log()
     assert not Conversation.objects.exists()
+
+
+def test_redis_restart_loses_a_re_embedding_and_worker_start_sends_it_again(
+    slow_embeddings: LLMSetup, alice: Any, tmp_path: Path
+) -> None:
+    slow_embeddings.fake.slow_delay = 0.0
+    slow_embeddings.deployment("vectors-2", mode="embedding")
+    document = long_document(alice)
+    document_services.ingest(document.pk)  # ready, in index version 1
+    collection = document.collection
+    document_services.change_embedding_model(collection, "vectors-2")
+    collection.refresh_from_db()
+    assert (collection.index_version, collection.building_version) == (1, 2)
+    flush_redis()  # the re-embedding task is gone with the queue
+
+    worker = start_worker(tmp_path, WORKER_ENV)
+    try:
+        wait_for(lambda: Collection.objects.get(pk=collection.pk).building_version is None, 60, "re-embedding", worker)
+    finally:
+        worker.stop()
+    assert "re-enqueued the re-embedding of 1 collection(s)" in worker.log()
+    collection.refresh_from_db()
+    assert collection.index_version == 2
+    assert set(Chunk.objects.filter(document=document).values_list("index_version", "embedding_model")) == {
+        (2, "vectors-2")
+    }
+    assert_complete_without_duplicates(document)
