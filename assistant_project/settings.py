@@ -367,7 +367,7 @@ if LOG_FORMAT not in {"json", "plain"}:
 # Loggers that write request payloads at DEBUG (the provider SDK's request dumps: prompts, documents;
 # SQL with its parameters) stay at WARNING unless LOG_CONTENT=true, whatever LOG_LEVEL says.
 LOG_CONTENT = _bool("LOG_CONTENT", False)
-PAYLOAD_LOGGERS = ("openai", "httpx", "httpcore", "urllib3", "django.db.backends", "asyncio", "celery.utils.functional")
+PAYLOAD_LOGGERS = ("openai", "httpx", "httpcore", "urllib3", "django.db.backends")
 
 LOGGING: dict[str, Any] = {
     "version": 1,

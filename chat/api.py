@@ -133,11 +133,6 @@ def messages(request: Request, conversation_id: int) -> Response:
     return Response(answer_json(answer))
 
 
-def _api_user(request: HttpRequest) -> Any:
-    api_key = ApiKey.from_authorization(request.headers.get("Authorization", ""))
-    return api_key.user if api_key is not None else None
-
-
 def _json_error(error_type: str, message: str, status_code: int) -> JsonResponse:
     return JsonResponse(error_body(error_type, message), status=status_code)
 
@@ -146,10 +141,10 @@ def _start_stream(
     request: HttpRequest, conversation_id: int
 ) -> tuple[Message, tuple[list[dict[str, Any]], int]] | JsonResponse:
     """Authenticate, find the conversation and save the turn, in one trip to a thread."""
-    user = _api_user(request)
-    if user is None:
+    api_key = ApiKey.from_request(request)
+    if api_key is None:
         return _json_error("authentication_error", "Send a valid API key: 'Authorization: Bearer KEY'.", 401)
-    request.user = user  # for the request log
+    user = api_key.user
     item = Conversation.objects.for_user(user).filter(pk=conversation_id).first()
     if item is None:
         return _json_error("not_found", "No such conversation.", 404)

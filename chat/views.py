@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -18,6 +19,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget
@@ -31,10 +33,7 @@ SIDEBAR_LIMIT = 100
 
 
 def _conversation(request: AuthenticatedHttpRequest, conversation_id: int) -> Conversation:
-    conversation = get_object_or_404(Conversation.objects.for_user(request.user), pk=conversation_id)
-    # An answer whose streaming process died shows as interrupted (with Regenerate) at once.
-    conversation.messages.interrupt_stale_streams(settings.CHAT_STREAM_STALE_SECONDS)
-    return conversation
+    return get_object_or_404(Conversation.objects.for_user(request.user), pk=conversation_id)
 
 
 def _sidebar(request: AuthenticatedHttpRequest) -> dict[str, Any]:
@@ -90,7 +89,10 @@ def new_conversation(request: AuthenticatedHttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def detail(request: AuthenticatedHttpRequest, conversation_id: int) -> HttpResponse:
-    return _page(request, _conversation(request, conversation_id))
+    conversation = _conversation(request, conversation_id)
+    # An answer whose streaming process died shows as interrupted (with Regenerate) at once.
+    conversation.messages.interrupt_stale_streams(settings.CHAT_STREAM_STALE_SECONDS)
+    return _page(request, conversation)
 
 
 def _answer_response(request: AuthenticatedHttpRequest, conversation: Conversation, answer: Message) -> HttpResponse:
@@ -261,12 +263,13 @@ async def stream_message(request: HttpRequest, conversation_id: int, message_id:
         else:
             # Already answered, or streamed by another connection: wait for it to finish.
             # If the process streaming it died, the answer goes stale and is marked interrupted.
-            stale_after = settings.CHAT_STREAM_STALE_SECONDS
+            stale_after = timedelta(seconds=settings.CHAT_STREAM_STALE_SECONDS)
             for _ in range(settings.CHAT_STREAM_MAX_SECONDS * 2):
                 await answer.arefresh_from_db()
                 if answer.status != MessageStatus.STREAMING:
                     break
-                if await Message.objects.filter(pk=answer.pk).ainterrupt_stale_streams(stale_after):
+                if answer.updated_at < timezone.now() - stale_after:
+                    await Message.objects.filter(pk=answer.pk).ainterrupt_stale_streams(stale_after.total_seconds())
                     await answer.arefresh_from_db()
                     break
                 await asyncio.sleep(0.5)

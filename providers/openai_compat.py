@@ -66,14 +66,13 @@ def from_gateway(error: gateway.GatewayError) -> ApiError:
 
 
 def _authenticate(request: HttpRequest) -> Any:
-    api_key = ApiKey.from_authorization(request.headers.get("Authorization", ""))
+    api_key = ApiKey.from_request(request)
     if api_key is None:
         raise ApiError(
             401,
             "Incorrect or missing API key: send a platform API key as 'Authorization: Bearer KEY'.",
             "invalid_api_key",
         )
-    request.user = api_key.user  # for the request log
     return api_key.user
 
 

@@ -125,7 +125,9 @@ def database_url_for_tests() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-class WorkerProcess:
+class ChildProcess:
+    """A process a test started, with its output in a log file."""
+
     def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
         self.process = process
         self.log_path = log_path
@@ -141,6 +143,10 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class WorkerProcess(ChildProcess):
+    pass
 
 
 def start_worker(
@@ -175,29 +181,16 @@ def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[WorkerProc
     worker.stop()
 
 
-class AsgiServer:
+class AsgiServer(ChildProcess):
     """The app under uvicorn, as in production, against the test database."""
 
     def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-        self.process = process
+        super().__init__(process, log_path)
         self.port = port
-        self.log_path = log_path
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def start_asgi_server(tmp_path: Path, extra_env: dict[str, str] | None = None) -> AsgiServer:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+    from django.http import HttpRequest
 
 KEY_PREFIX = "aap_"
 
@@ -65,13 +66,15 @@ class ApiKey(models.Model):
         return key
 
     @classmethod
-    def from_authorization(cls, header: str) -> ApiKey | None:
-        """The active key named by an ``Authorization: Bearer KEY`` header, marked used; else None.
+    def from_request(cls, request: HttpRequest) -> ApiKey | None:
+        """The active key named by the request's ``Authorization: Bearer KEY`` header, marked used,
+        with its user set as ``request.user`` (for the view and the request log); else None.
         For views outside DRF (streaming and OpenAI-compatible routes)."""
-        scheme, _, raw = header.partition(" ")
+        scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
         key = cls.authenticate(raw.strip()) if scheme.lower() == "bearer" and raw.strip() else None
         if key is not None:
             key.mark_used()
+            request.user = key.user
         return key
 
     @property
